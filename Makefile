@@ -1,0 +1,40 @@
+# The README's two commands: `make run` (the main job) and `make test`. Both set everything up from a
+# fresh clone (virtualenv, package and extras) and are quick the second time.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export OCRTUNE_STACK_DIR ?= $(CURDIR)/.ocrtune
+
+.PHONY: setup run test bench lint clean stack-down
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[test,lint]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## run: bring the local stack (SeaweedFS S3 + MLflow) up and print its status
+run: setup
+	$(BIN)/ocrtune stack up
+	$(BIN)/ocrtune stack status
+
+## test: the whole test suite, servers started and stopped by the tests themselves
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+## bench: every bench/bench_*.py, each printing its figures and the machine it ran on
+bench: setup
+	@set -e; for f in $(wildcard bench/bench_*.py); do echo "== $$f"; $(BIN)/python $$f; done
+
+lint: setup
+	$(BIN)/ruff check ocrtune components pipelines tests bench
+	$(BIN)/ruff format --check ocrtune components pipelines tests bench
+
+stack-down: setup
+	$(BIN)/ocrtune stack down
+
+clean:
+	-test -x $(BIN)/ocrtune && $(BIN)/ocrtune stack down
+	rm -rf $(VENV) .ocrtune .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,5 @@
+"""``python -m ocrtune`` (what torchrun runs) is the same as the ``ocrtune`` command."""
+
+from .cli import main
+
+main()

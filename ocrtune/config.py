@@ -1,0 +1,213 @@
+"""The run config: one YAML file, typed and validated, so a typo fails before hours of training do.
+
+Every section is a dataclass; unknown keys and wrong types are errors that name the key and the file.
+Two profiles ship inside the package: ``tiny`` (a 2-core laptop, minutes) and ``full`` (a GPU cluster).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+PROFILES = ("tiny", "full")
+
+
+@dataclass
+class DataConfig:
+    """Synthetic data generation (fonts, words, renderer) and the split."""
+
+    words: str | None = None  # user word file (UTF-8, one entry a line); None = built-in sources only
+    wordfreq_top: int = 5000  # most frequent Korean words taken from wordfreq
+    coverage_min: int = 3  # every charset character appears at least this many times
+    charset: str = "korean_g2"
+    train_count: int = 2000
+    val_count: int = 200
+    test_count: int = 200
+    test_fonts: int = 2  # fonts held out of training entirely
+    height: int = 64
+    skew: float = 15.0
+    background: str = "mixed"
+    augment: bool = True
+    image_format: str = "jpg"
+    seed: int = 0
+    workers: int = 2
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning of the None-VGG-BiLSTM-CTC recognizer."""
+
+    pretrained: str = "korean_g2"
+    fallback_pretrained: str | None = "english_g2"
+    charset: str = "korean_g2"
+    batch_size: int = 32
+    max_steps: int = 300
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    schedule: str = "cosine"
+    grad_clip: float = 5.0
+    val_interval: int = 100
+    checkpoint_interval: int = 100
+    amp: str = "auto"
+    workers: int = 1
+    freeze_feature_extractor: bool = False
+    freeze_sequence_model: bool = False
+    max_label_length: int = 34
+    early_stop_patience: int = 0
+    seed: int = 0
+
+
+@dataclass
+class ExportConfig:
+    name: str = "custom"
+    lang_list: list[str] = field(default_factory=lambda: ["ko", "en"])
+
+
+@dataclass
+class RegistryConfig:
+    model_name: str = "ocrtune-korean"
+    min_delta: float = 0.0
+
+
+@dataclass
+class StorageConfig:
+    bucket: str = "ocrtune"
+    prefix: str = "runs"
+
+
+@dataclass
+class RunConfig:
+    name: str = "tiny"
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check(value: Any, tp: Any, where: str, source: str) -> Any:
+    """Return ``value`` coerced to ``tp`` or raise ConfigError naming ``where`` in ``source``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check(value, arg, where, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{source}: '{where}' must be {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: '{where}' must be a list, got {value!r}")
+        return [_check(v, item_tp, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, source, where)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{source}: '{where}' must be {tp.__name__}, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{source}: '{where}' must be {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, source: str, prefix: str = "") -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{prefix or '<top>'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(f"{source}: unknown key '{where}' (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{prefix}.{key}" if prefix else key
+        kwargs[key] = _check(value, hints[key], where, source)
+    return cls(**kwargs)
+
+
+def _validate(cfg: RunConfig, source: str) -> RunConfig:
+    """Range checks that types alone cannot express."""
+    checks = [
+        (cfg.data.height >= 16, "data.height", "must be >= 16"),
+        (0 <= cfg.data.skew <= 45, "data.skew", "must be within 0..45 degrees"),
+        (cfg.data.train_count > 0, "data.train_count", "must be > 0"),
+        (cfg.data.val_count >= 0, "data.val_count", "must be >= 0"),
+        (cfg.data.test_count >= 0, "data.test_count", "must be >= 0"),
+        (cfg.data.workers >= 1, "data.workers", "must be >= 1"),
+        (cfg.data.image_format in ("jpg", "png"), "data.image_format", "must be jpg or png"),
+        (cfg.train.batch_size > 0, "train.batch_size", "must be > 0"),
+        (cfg.train.max_steps > 0, "train.max_steps", "must be > 0"),
+        (cfg.train.lr > 0, "train.lr", "must be > 0"),
+        (
+            cfg.train.optimizer in ("adam", "adamw", "adadelta"),
+            "train.optimizer",
+            "must be adam, adamw or adadelta",
+        ),
+        (
+            cfg.train.schedule in ("cosine", "onecycle", "constant"),
+            "train.schedule",
+            "must be cosine, onecycle or constant",
+        ),
+        (cfg.train.amp in ("auto", "bf16", "fp16", "off"), "train.amp", "must be auto, bf16, fp16 or off"),
+        (len(cfg.storage.bucket) >= 3, "storage.bucket", "must be at least 3 characters"),
+    ]
+    for ok, key, msg in checks:
+        if not ok:
+            raise ConfigError(f"{source}: '{key}' {msg}")
+    return cfg
+
+
+def from_dict(data: Any, source: str = "<config>") -> RunConfig:
+    return _validate(_build(RunConfig, data, source), source)
+
+
+def load_config(path_or_profile: str | Path) -> RunConfig:
+    """Load a YAML run config from a path, or a shipped profile by name (``tiny``, ``full``)."""
+    text: str
+    source = str(path_or_profile)
+    if str(path_or_profile) in PROFILES:
+        text = resources.files("ocrtune.profiles").joinpath(f"{path_or_profile}.yaml").read_text("utf-8")
+        source = f"profile '{path_or_profile}'"
+    else:
+        path = Path(path_or_profile)
+        if not path.is_file():
+            raise ConfigError(f"{source}: no such config file (profiles: {', '.join(PROFILES)})")
+        try:
+            text = path.read_text("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return from_dict(data, source)
