@@ -19,6 +19,7 @@ from .errors import UserError
 GROUPS = {
     "stack": ("ocrtune.commands.stack:stack", "Start, stop and inspect the local S3 + MLflow stack."),
     "config": ("ocrtune.commands.config:config", "Validate and show run configs."),
+    "data": ("ocrtune.commands.data:data", "Generate, convert, import training data; write LMDB."),
 }
 
 
