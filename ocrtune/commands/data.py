@@ -11,3 +11,7 @@ def data() -> None:
 
 
 # Commands are defined in their own modules and attached here, one line each.
+from .convert import convert_trdg, import_crops, lmdb_cmd  # noqa: E402
+
+for _cmd in (lmdb_cmd, convert_trdg, import_crops):
+    data.add_command(_cmd)
