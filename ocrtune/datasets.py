@@ -145,7 +145,7 @@ def clean_stale(dst: Path) -> list[Path]:
 
 
 def disk_full_error(dst: Path, exc: BaseException) -> UserError:
-    return UserError(f"disk full while writing {dst} ({exc}); nothing was written there")
+    return UserError(f"disk full (or failing) while writing {dst} ({exc}); nothing was written there")
 
 
 @contextlib.contextmanager

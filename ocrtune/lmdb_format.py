@@ -7,6 +7,7 @@ instead of reserving DTRB's 1 TB; the database is written in a temp dir and rena
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections import Counter
@@ -182,15 +183,43 @@ def write_lmdb(
 
 
 def _is_disk_full(exc: lmdb.Error) -> bool:
+    """LMDB reports a short write (what a filling disk gives first) as EIO, a refused one as its errno."""
     text = str(exc)
-    return any(os.strerror(e) in text for e in DISK_FULL)
+    return any(os.strerror(e) in text for e in (*DISK_FULL, errno.EIO))
+
+
+# One environment per database per process: py-lmdb refuses to open the same file twice in a process,
+# and one forked from a parent must not use the parent's. key -> [pid, environment, readers using it]
+_ENVS: dict[tuple[str, int], list] = {}
+
+
+def _acquire(path: Path) -> tuple[tuple[str, int], lmdb.Environment]:
+    key = (os.path.realpath(path), (path / "data.mdb").stat().st_ino)
+    entry = _ENVS.get(key)
+    if entry is not None and entry[0] == os.getpid():
+        entry[2] += 1
+        return key, entry[1]
+    if entry is not None:
+        entry[1].close()  # inherited through fork; readonly + lock=False makes closing it here safe
+    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False, max_readers=64)
+    _ENVS[key] = [os.getpid(), env, 1]
+    return key, env
+
+
+def _release(key: tuple[str, int]) -> None:
+    entry = _ENVS.get(key)
+    if entry is not None and entry[0] == os.getpid():
+        entry[2] -= 1
+        if entry[2] <= 0:
+            entry[1].close()
+            del _ENVS[key]
 
 
 class LmdbReader:
     """Random access to a DTRB-format LMDB; 0-based ``i`` reads key index ``i + 1``.
 
     The environment opens lazily in whichever process uses it (readonly, lock=False), so a reader can be
-    handed to DataLoader worker processes, forked or spawned.
+    handed to DataLoader worker processes, forked or spawned; readers of one database share it.
     """
 
     def __init__(self, path: str | Path):
@@ -198,18 +227,18 @@ class LmdbReader:
         if not (self.path / "data.mdb").is_file():
             raise UserError(f"{self.path}: not an LMDB directory (no data.mdb)")
         self._env: lmdb.Environment | None = None
+        self._key: tuple[str, int] | None = None
         self._pid: int | None = None
         raw = self._get(b"num-samples")
         try:
             self._n = int(raw)
         except (TypeError, ValueError):
+            self.close()
             raise UserError(f"{self.path}: not a DTRB-format LMDB (no valid 'num-samples' key)") from None
 
     def _open(self) -> lmdb.Environment:
         if self._env is None or self._pid != os.getpid():
-            self._env = lmdb.open(
-                str(self.path), readonly=True, lock=False, readahead=False, meminit=False, max_readers=64
-            )
+            self._key, self._env = _acquire(self.path)
             self._pid = os.getpid()
         return self._env
 
@@ -243,11 +272,11 @@ class LmdbReader:
 
     def close(self) -> None:
         if self._env is not None and self._pid == os.getpid():
-            self._env.close()
+            _release(self._key)
         self._env = None
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "_n": self._n, "_env": None, "_pid": None}
+        return {"path": self.path, "_n": self._n, "_env": None, "_key": None, "_pid": None}
 
     def __enter__(self) -> LmdbReader:
         return self
