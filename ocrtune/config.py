@@ -40,6 +40,10 @@ class DataConfig:
     image_format: str = "jpg"
     seed: int = 0
     workers: int = 2
+    backend: str = "pillow"  # pillow (ours) | trdg (the real trdg 1.8.0 in its own venv)
+    margins: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # top, left, bottom, right pixels
+    # shares of word, phrase, digits, date, latin among the non-coverage texts
+    mix: list[float] = field(default_factory=lambda: [0.70, 0.10, 0.08, 0.04, 0.08])
 
 
 @dataclass

@@ -15,3 +15,6 @@ from .convert import convert_trdg, import_crops, lmdb_cmd  # noqa: E402
 
 for _cmd in (lmdb_cmd, convert_trdg, import_crops):
     data.add_command(_cmd)
+from .generate import generate  # noqa: E402
+
+data.add_command(generate)
