@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export OCRTUNE_STACK_DIR ?= $(CURDIR)/.ocrtune
 
-.PHONY: setup run test bench lint clean stack-down
+.PHONY: setup fonts run test bench lint clean stack-down
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,13 +15,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+## fonts: handwriting fonts from Debian/npm into ~/.cache/ocrtune/fonts (instant and offline once cached)
+fonts: setup
+	$(BIN)/ocrtune fonts fetch
+
 ## run: bring the local stack (SeaweedFS S3 + MLflow) up and print its status
-run: setup
+run: setup fonts
 	$(BIN)/ocrtune stack up
 	$(BIN)/ocrtune stack status
 
 ## test: the whole test suite, servers started and stopped by the tests themselves
-test: setup
+test: setup fonts
 	$(BIN)/python -m pytest -q tests
 
 ## bench: every bench/bench_*.py, each printing its figures and the machine it ran on

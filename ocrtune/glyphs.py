@@ -1,0 +1,153 @@
+"""Which characters a font really draws: rendered and checked for ink, because a cmap can lie.
+
+NanumSquare (fonts-nanum-extra) maps all 11,172 Hangul syllables yet 8,693 of them are empty glyphs; a
+Latin-only font draws its .notdef box for every syllable it does not map. A character counts as drawn only
+when the font maps it AND rendering it leaves ink, so no training image ever shows a blank or a box under a
+label. The answer is cached per (font sha256, charset) because every renderer start asks for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import string
+import tempfile
+from pathlib import Path
+
+from .charsets import all_syllables, is_hangul
+from .errors import UserError
+from .fonts import Font, check_font_file, sha256_file
+
+CACHE_VERSION = 1  # bump when the drawing test changes, so old answers are not reused
+RENDER_PX = 32  # large enough that the thinnest stroke of a real glyph leaves ink
+LATIN_DIGITS = string.ascii_letters + string.digits  # 62
+
+
+def default_cache_dir() -> Path:
+    """``$OCRTUNE_GLYPHS_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/ocrtune/glyphs``."""
+    env = os.environ.get("OCRTUNE_GLYPHS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache).expanduser() / "ocrtune" / "glyphs"
+
+
+def _identity(font: Font | str | Path) -> tuple[Path, str]:
+    if isinstance(font, Font):
+        return Path(font.path), font.sha256
+    path = Path(font)
+    check_font_file(path)
+    return path, sha256_file(path)
+
+
+def mapped_codepoints(font: Font | str | Path) -> set[int]:
+    """Code points the font's cmap claims (what a cmap-only check would believe)."""
+    from fontTools.ttLib import TTFont
+
+    path = Path(font.path) if isinstance(font, Font) else Path(font)
+    try:
+        cmap = TTFont(str(path), lazy=True).getBestCmap()
+    except Exception as exc:  # noqa: BLE001 - fontTools raises many types for a broken file
+        raise UserError(f"{path}: not a readable font ({type(exc).__name__}: {exc})") from None
+    return set(cmap or ())
+
+
+def _render_drawn(path: Path, charset: str) -> str:
+    from PIL import ImageFont
+
+    try:
+        pil_font = ImageFont.truetype(str(path), RENDER_PX, layout_engine=ImageFont.Layout.BASIC)
+    except OSError as exc:
+        raise UserError(f"{path}: not a font (FreeType cannot load it: {exc})") from None
+    mapped = mapped_codepoints(path)
+    out = []
+    for ch in charset:
+        if ch == " ":
+            out.append(ch)
+        elif ord(ch) in mapped and pil_font.getmask(ch).getbbox() is not None:
+            out.append(ch)
+    return "".join(out)
+
+
+def _cache_file(cache_dir: Path, font_sha: str, charset: str) -> tuple[Path, str]:
+    key = hashlib.sha256(f"{CACHE_VERSION}:{RENDER_PX}:{charset}".encode()).hexdigest()
+    return cache_dir / f"{font_sha[:24]}-{key[:24]}.json", key
+
+
+def drawn_chars(font: Font | str | Path, charset: str, cache_dir: str | Path | None = None) -> str:
+    """The characters of ``charset`` (in its order) that ``font`` really draws; space always counts.
+
+    Rendered with Pillow/FreeType and checked for ink, cached as JSON under ``cache_dir`` per font sha256
+    and charset. An unwritable cache only costs the time to render again.
+    """
+    path, font_sha = _identity(font)
+    cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cfile, key = _cache_file(cdir, font_sha, charset)
+    try:
+        data = json.loads(cfile.read_text("utf-8"))
+        if data.get("font_sha256") == font_sha and data.get("charset_sha256") == key:
+            return data["drawn"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    drawn = _render_drawn(path, charset)
+    record = {
+        "font_sha256": font_sha,
+        "charset_sha256": key,
+        "charset_size": len(charset),
+        "render_px": RENDER_PX,
+        "drawn": drawn,
+    }
+    try:
+        cdir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cdir, prefix=f".{cfile.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record, f, ensure_ascii=False)
+        os.replace(tmp, cfile)
+    except OSError:
+        pass
+    return drawn
+
+
+def can_draw(drawn: set[str] | str, word: str) -> bool:
+    """True when every character of ``word`` is drawn (space always is)."""
+    return all(ch == " " or ch in drawn for ch in word)
+
+
+def flag(drawn: str, charset: str, charset_name: str = "the charset") -> str | None:
+    """A warning when a font is useless for ``charset``: it draws none of its letters beyond ASCII
+    (a Latin-only font for a Korean charset), or none of it at all. None when the font is usable."""
+    drawn_set = set(drawn) - {" "}
+    beyond_ascii = [c for c in charset if ord(c) > 127]
+    if beyond_ascii and not drawn_set.intersection(beyond_ascii):
+        what = "Hangul syllables" if any(is_hangul(c) for c in beyond_ascii) else "non-ASCII characters"
+        return f"draws none of the {len(beyond_ascii)} {what} of {charset_name}"
+    rest = set(charset) - {" "}
+    if rest and not drawn_set.intersection(rest):
+        return f"draws none of the {len(rest)} characters of {charset_name}"
+    return None
+
+
+def coverage(font: Font, charset: str, charset_name: str, cache_dir: str | Path | None = None) -> dict:
+    """One row of ``ocrtune fonts report``: what the font draws of all syllables, the charset and Latin."""
+    syllables = all_syllables()
+    drawn_syl = drawn_chars(font, syllables, cache_dir)
+    drawn_cs = drawn_chars(font, charset, cache_dir)
+    drawn_lat = drawn_chars(font, LATIN_DIGITS, cache_dir)
+    mapped = mapped_codepoints(font)
+    return {
+        "name": font.name,
+        "source": font.source,
+        "package": font.package,
+        "version": font.version,
+        "license": font.license,
+        "syllables_drawn": len(drawn_syl),
+        "syllables_mapped": sum(ord(c) in mapped for c in syllables),
+        "syllables_total": len(syllables),
+        "charset": charset_name,
+        "charset_drawn": len(drawn_cs),
+        "charset_total": len(charset),
+        "latin_digits_drawn": len(drawn_lat),
+        "latin_digits_total": len(LATIN_DIGITS),
+        "flag": flag(drawn_cs, charset, charset_name),
+    }
