@@ -8,6 +8,8 @@ set-up is instant and works offline once cached.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -423,6 +425,30 @@ def fetch_fonts(
     add_hashes = {sha256_file(p): p for p in add_paths}
 
     d.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:  # two set-ups at once (make test, a worker) fetch one at a time; a read-only dir needs no lock
+            lock = stack.enter_context(open(d / ".fetch.lock", "w"))
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        fonts, new_user = _fetch_locked(d, add_hashes, use_apt, use_npm, refresh, echo)
+
+    if new_user:
+        from .charsets import load_charset
+        from .glyphs import drawn_chars, flag
+
+        chars = load_charset(charset)
+        for f in new_user:
+            note = flag(drawn_chars(f, chars), chars, charset)
+            if note:
+                echo(f"warning: {f.name} ({Path(add_hashes[f.sha256]).name}) {note}")
+    return fonts
+
+
+def _fetch_locked(
+    d: Path, add_hashes: dict[str, Path], use_apt: bool, use_npm: bool, refresh: bool, echo: Echo
+) -> tuple[list[Font], list[Font]]:
+    """The fetch proper, under the directory's lock: (all fonts, user fonts added now)."""
     data = _read_manifest(d)
     existing = [_font_from_entry(d, e) for e in data["fonts"]] if data else []
     attempted = set(data.get("attempted", [])) if data else set()
@@ -435,7 +461,7 @@ def fetch_fonts(
     existing = intact_fonts
     known = {f.sha256 for f in existing}
     if intact and not refresh and requested <= attempted and set(add_hashes) <= known and existing:
-        return existing
+        return existing, []
 
     fetched: list[list[Font]] = []
     do_sources = refresh or not intact or not requested <= attempted
@@ -446,7 +472,7 @@ def fetch_fonts(
     groups = [*fetched, existing]
 
     taken = {f.name for g in groups for f in g}
-    added, new_user = [], []
+    added = []
     for digest, p in add_hashes.items():
         if digest in known or any(f.sha256 == digest for g in fetched for f in g):
             continue
@@ -454,21 +480,11 @@ def fetch_fonts(
         taken.add(name)
         font = _install_file(d, p, name, "user", p.name, "", _user_license(p))
         added.append(font)
-        new_user.append(font)
     fonts = _merge([*groups, added])
     if not fonts:
         raise UserError(
-            f"no font available in {d}: apt and npm gave none (see the notes above); add your own with --add FILE.ttf"
+            f"no font available in {d}: no source gave one (see the notes above); add your own with --add FILE.ttf"
         )
     _write_manifest(d, fonts, attempted | requested)
 
-    if new_user:
-        from .charsets import load_charset
-        from .glyphs import drawn_chars, flag
-
-        chars = load_charset(charset)
-        for f in new_user:
-            note = flag(drawn_chars(f, chars), chars, charset)
-            if note:
-                echo(f"warning: {f.name} ({Path(add_hashes[f.sha256]).name}) {note}")
-    return fonts
+    return fonts, added
