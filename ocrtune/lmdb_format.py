@@ -171,26 +171,28 @@ def write_lmdb(
     for d in splits.values():  # every gt.txt is checked before anything is written
         read_gt(d)
         read_samples(d)
-    results = {}
+    results: dict[str, dict] = {}
     try:
         with staged_dir(dst, overwrite) as tmp:
             for name, d in splits.items():
                 results[name] = _write_one(d, tmp / name if name else tmp, verify, map_size, progress)
+            if "" in results:
+                return results[""]
+            skipped: Counter[str] = Counter()
+            for r in results.values():
+                skipped.update(r["skipped"])
+            total = {
+                "written": sum(r["written"] for r in results.values()),
+                "skipped": dict(skipped),
+                "skipped_total": skipped.total(),
+                "splits": results,
+            }
+            (tmp / INFO_FILE).write_text(json.dumps(total, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            return total
     except lmdb.Error as exc:
         if isinstance(exc, lmdb.MapFullError) or not _is_disk_full(exc):
             raise
         raise disk_full_error(Path(os.path.abspath(dst)), exc) from None
-    if "" in results:
-        return results[""]
-    skipped: Counter[str] = Counter()
-    for r in results.values():
-        skipped.update(r["skipped"])
-    return {
-        "written": sum(r["written"] for r in results.values()),
-        "skipped": dict(skipped),
-        "skipped_total": skipped.total(),
-        "splits": results,
-    }
 
 
 def _is_disk_full(exc: lmdb.Error) -> bool:

@@ -142,6 +142,7 @@ def test_splits_become_sub_databases(tmp_path):
     assert stats["written"] == 16 and set(stats["splits"]) == {"train", "val"}
     assert len(LmdbReader(tmp_path / "db" / "train")) == 12
     assert len(dtrb_read(tmp_path / "db" / "val")) == 4
+    assert json.loads((tmp_path / "db" / "lmdb.json").read_text())["splits"]["val"]["written"] == 4
 
 
 def test_reader_in_dataloader_workers(tmp_path):
