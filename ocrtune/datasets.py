@@ -365,7 +365,13 @@ def convert_trdg(
         w.close()
         if tally.written == 0:
             raise UserError(f"{src}: none of {len(entries)} trdg images could be used ({_reasons(tally)})")
-    return tally.as_dict() | {"name_format": name_format}
+    out = tally.as_dict() | {"name_format": name_format}
+    if name_format != 2:
+        out["note"] = (
+            "labels were read from file names, where trdg drops punctuation ('2.0' is named '20'): "
+            "generate with trdg -na 2 when words hold any"
+        )
+    return out
 
 
 # ---------------------------------------------------------------- real crops -> layout

@@ -104,7 +104,7 @@ def test_convert_trdg_default_names(tmp_path):
     (src / "readme.txt").write_text("not an image")
 
     stats = convert_trdg(src, tmp_path / "out")
-    assert stats["name_format"] == 0 and stats["written"] == 9
+    assert stats["name_format"] == 0 and stats["written"] == 9 and "trdg drops punctuation" in stats["note"]
     assert stats["skipped"] == {"image unreadable": 1, "trdg mask file ignored": 1, "file name not trdg's": 1}
     gt = gt_of(tmp_path / "out")
     # punctuation was dropped by trdg when it named the file: '읽기!' comes back as '읽기'
@@ -150,7 +150,7 @@ def test_convert_trdg_labels_txt(tmp_path):
     )
 
     stats = convert_trdg(src, tmp_path / "out")  # labels.txt present: -na 2 picked
-    assert stats["name_format"] == 2
+    assert stats["name_format"] == 2 and "note" not in stats
     assert gt_of(tmp_path / "out") == [(f"images/image_{i:06d}.jpg", labels[i]) for i in range(3)]
     assert stats["skipped"] == {"image missing": 1, "image unreadable": 1, "empty label": 1}
 

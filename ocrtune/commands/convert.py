@@ -21,6 +21,8 @@ def _summary(dst: str, stats: dict) -> None:
         click.echo(f"  labels NFC-normalized: {stats['labels_normalized']}")
     if stats.get("rotated_by_exif"):
         click.echo(f"  images rotated by their EXIF orientation: {stats['rotated_by_exif']}")
+    if stats.get("note"):
+        click.echo(f"note: {stats['note']}", err=True)
 
 
 @click.command("lmdb")
