@@ -251,3 +251,10 @@ def load_recognizer_state(path: str | Path) -> tuple[OrderedDict[str, torch.Tens
     if charset is not None and len(charset) + 1 != num_class:
         raise UserError(f"{path}: charset has {len(charset)} + 1 classes but the weights have {num_class}")
     return state, charset or _charset_beside(path, num_class)
+
+
+def freeze(model, feature_extractor: bool = False, sequence_model: bool = False) -> dict[str, int]:
+    """The freeze options of a pretrained start; see ``ocrtune.surgery.freeze``."""
+    from .surgery import freeze as _freeze
+
+    return _freeze(model, feature_extractor, sequence_model)
