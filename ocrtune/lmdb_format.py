@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -204,28 +205,35 @@ def _is_disk_full(exc: lmdb.Error) -> bool:
 # One environment per database per process: py-lmdb refuses to open the same file twice in a process,
 # and one forked from a parent must not use the parent's. key -> [pid, environment, readers using it]
 _ENVS: dict[tuple[str, int], list] = {}
+_ENVS_LOCK = threading.Lock()
 
 
 def _acquire(path: Path) -> tuple[tuple[str, int], lmdb.Environment]:
     key = (os.path.realpath(path), (path / "data.mdb").stat().st_ino)
+    with _ENVS_LOCK:
+        return key, _acquire_locked(path, key)
+
+
+def _acquire_locked(path: Path, key: tuple[str, int]) -> lmdb.Environment:
     entry = _ENVS.get(key)
     if entry is not None and entry[0] == os.getpid():
         entry[2] += 1
-        return key, entry[1]
+        return entry[1]
     if entry is not None:
         entry[1].close()  # inherited through fork; readonly + lock=False makes closing it here safe
     env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False, max_readers=64)
     _ENVS[key] = [os.getpid(), env, 1]
-    return key, env
+    return env
 
 
 def _release(key: tuple[str, int]) -> None:
-    entry = _ENVS.get(key)
-    if entry is not None and entry[0] == os.getpid():
-        entry[2] -= 1
-        if entry[2] <= 0:
-            entry[1].close()
-            del _ENVS[key]
+    with _ENVS_LOCK:
+        entry = _ENVS.get(key)
+        if entry is not None and entry[0] == os.getpid():
+            entry[2] -= 1
+            if entry[2] <= 0:
+                entry[1].close()
+                del _ENVS[key]
 
 
 class LmdbReader:

@@ -180,8 +180,10 @@ def test_not_an_lmdb(tmp_path):
 
 
 def test_cli_refuses_existing_dst_and_overwrites(tmp_path):
+    old_entries = make_layout(tmp_path / "old", 3, seed=1)
+    write_lmdb(tmp_path / "old", tmp_path / "db")
+    old = LmdbReader(tmp_path / "db")
     make_layout(tmp_path / "src", 5)
-    (tmp_path / "db").mkdir()
     r = run_cli("data", "lmdb", str(tmp_path / "src"), str(tmp_path / "db"))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
@@ -190,7 +192,8 @@ def test_cli_refuses_existing_dst_and_overwrites(tmp_path):
     r = run_cli("data", "lmdb", str(tmp_path / "src"), str(tmp_path / "db"), "--overwrite")
     assert r.returncode == 0, r.stderr
     assert "5 samples written, 0 skipped" in r.stdout
-    assert len(LmdbReader(tmp_path / "db")) == 5
+    assert len(LmdbReader(tmp_path / "db")) == 5  # a new reader sees the new database...
+    assert len(old) == 3 and old.label(2) == old_entries[2][1]  # ...one opened before keeps the old one
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
