@@ -136,8 +136,8 @@ def _pid_alive(pid: int) -> bool:
 def clean_stale(dst: Path) -> list[Path]:
     """Remove temp dirs beside DST left by a writer that was killed (its PID is gone)."""
     removed = []
-    for p in dst.parent.glob(f".{dst.name}.partial-*"):
-        m = re.fullmatch(rf"\.{re.escape(dst.name)}\.partial-(\d+)-[0-9a-f]+", p.name)
+    for p in dst.parent.glob(f".{dst.name}.*-*"):
+        m = re.fullmatch(rf"\.{re.escape(dst.name)}\.(?:partial|old)-(\d+)-[0-9a-f]+", p.name)
         if m and not _pid_alive(int(m.group(1))):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
@@ -190,7 +190,11 @@ def _publish(tmp: Path, dst: Path, overwrite: bool) -> None:
         raise UserError(f"{dst} appeared while writing (use --overwrite to replace it)")
     old = dst.parent / f".{dst.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
     os.rename(dst, old)
-    os.rename(tmp, dst)
+    try:
+        os.rename(tmp, dst)
+    except BaseException:
+        os.rename(old, dst)  # the previous DST stays in place
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
