@@ -207,8 +207,6 @@ def load_recognizer_state(path: str | Path) -> tuple[OrderedDict[str, torch.Tens
     Accepts a bare state dict (EasyOCR's .pth, with or without ``module.``) or a checkpoint dict holding one
     under ``model``/``state_dict`` (with ``charset``/``characters`` beside it).
     """
-    import pickle
-
     import torch
 
     from .model import Model
@@ -218,7 +216,7 @@ def load_recognizer_state(path: str | Path) -> tuple[OrderedDict[str, torch.Tens
         raise UserError(f"{path}: no such file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # torch.load raises many kinds (UnpicklingError, IndexError, RuntimeError...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: not a torch checkpoint ({first[:160]})") from None
     charset = None
