@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 BACKGROUNDS = ("plain", "noise", "paper", "quasicrystal", "mixed")
 MIXED_WEIGHTS = {"plain": 0.4, "noise": 0.2, "paper": 0.25, "quasicrystal": 0.15}
 BANK_WIDTH = 2048
 BANK_SIZE = 4
+GLYPH_CACHE = 20000  # glyph masks kept per font (a few kB each)
 INKS = [(20, 20, 20), (25, 35, 120), (10, 40, 90), (120, 25, 25), (40, 40, 60)]
 PAPERS = [(255, 255, 255), (250, 246, 232), (242, 244, 248), (255, 252, 240)]
 
@@ -62,7 +63,7 @@ class RenderOptions:
 class _FontInfo:
     font: ImageFont.FreeTypeFont
     band: tuple[int, int]  # rows of a Hangul syllable relative to the middle anchor
-    advance: dict[str, float] = field(default_factory=dict)
+    glyphs: dict[tuple[str, int], tuple] = field(default_factory=dict)  # (char, stroke) -> _glyph()
 
 
 def sample_rng(seed: int, index: int) -> random.Random:
@@ -126,53 +127,51 @@ class Renderer:
         info = self._font(str(font_path), size)
         font = info.font
 
-        stroke, thin = 0, False
+        stroke = 0  # pen width: 1, 2 bolder (stroke), -1 thinner (eroded)
         if aug and rng.random() < o.stroke_prob:
-            if rng.random() < 0.6:
-                stroke = 1 if rng.random() < 0.8 else 2
-            else:
-                thin = True
+            stroke = (1 if rng.random() < 0.8 else 2) if rng.random() < 0.6 else -1
 
-        # layout: per-character advances with spacing and baseline jitter (one draw call without jitter)
-        per_char = aug and (o.spacing_jitter > 0 or o.baseline_jitter > 0) and len(text) > 1
-        if per_char:
-            xs, ys, x = [], [], 0.0
-            for ch in text:
-                adv = info.advance.get(ch)
-                if adv is None:
-                    adv = info.advance[ch] = font.getlength(ch)
-                xs.append(x)
-                ys.append(rng.uniform(-o.baseline_jitter, o.baseline_jitter) * size)
-                x += adv + rng.uniform(-o.spacing_jitter, o.spacing_jitter) * size
-            text_w = max(x, xs[-1] + info.advance[text[-1]])
-        else:
-            text_w = font.getlength(text)
-        pad = size // 8 + stroke + 2
+        # layout: per-character advances with spacing and baseline jitter; glyphs are drawn once and cached
+        jitter = aug and len(text) > 1
+        xs, ys, glyphs, x = [], [], [], 0.0
+        for ch in text:
+            g = info.glyphs.get((ch, stroke))
+            if g is None:
+                g = info.glyphs[ch, stroke] = _glyph(font, ch, stroke)
+            glyphs.append(g)
+            xs.append(x)
+            ys.append(rng.uniform(-o.baseline_jitter, o.baseline_jitter) * size if jitter else 0.0)
+            x += g[3] + (rng.uniform(-o.spacing_jitter, o.spacing_jitter) * size if jitter else 0.0)
+        text_w = max(x, xs[-1] + glyphs[-1][3])
+        pad = size // 8 + max(stroke, 0) + 2
         canvas_w = int(text_w) + 2 * pad
-        canvas_h = int(size * 1.4)
-        mid = canvas_h // 2
+        # rows relative to the anchor line: the glyphs' ink, and at least a Hangul syllable's band
+        top, bottom = info.band
+        for (glyph, _, gy, _), cy in zip(glyphs, ys, strict=True):
+            if glyph is not None:
+                top, bottom = min(top, round(cy) + gy), max(bottom, round(cy) + gy + glyph.height)
+        canvas_h = bottom - top + 2 * pad
+        mid = pad - top
+        fill = round(255 * rng.uniform(o.contrast_min, 1.0)) if aug else 255  # ink opacity: contrast
         mask = Image.new("L", (canvas_w, canvas_h), 0)
-        draw = ImageDraw.Draw(mask)
-        if per_char:
-            for ch, cx, cy in zip(text, xs, ys, strict=True):
-                draw.text((pad + cx, mid + cy), ch, fill=255, font=font, anchor="lm", stroke_width=stroke)
-        else:
-            draw.text((pad, mid), text, fill=255, font=font, anchor="lm", stroke_width=stroke)
+        for (glyph, gx, gy, _), cx, cy in zip(glyphs, xs, ys, strict=True):
+            if glyph is not None:
+                mask.paste(fill, (round(pad + cx) + gx, round(mid + cy) + gy), glyph)
+        if len(info.glyphs) > GLYPH_CACHE:
+            info.glyphs.clear()
 
         angle = rng.uniform(-o.skew, o.skew) if o.skew else 0.0
         if aug and rng.random() < o.distort_prob:
             mask = _mesh_distort(mask, size, o.distort_strength, angle, rng)
         elif angle:
             mask = mask.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True)
-        mid += (mask.height - canvas_h) // 2
-        if thin:
-            mask = mask.filter(ImageFilter.MinFilter(3))
+        mid += (mask.height - canvas_h) / 2  # rotation keeps the centre
 
         box = mask.getbbox()
         if box is None:
             raise RenderError(f"no ink for {text!r} with {Path(font_path).name}")
-        top = min(box[1], mid + info.band[0])
-        bottom = max(box[3], mid + info.band[1])
+        top = min(box[1], round(mid) + info.band[0])
+        bottom = max(box[3], round(mid) + info.band[1])
         mask = mask.crop((box[0], top, box[2], bottom))
 
         mt, ml, mb, mr = o.margins
@@ -193,12 +192,7 @@ class Renderer:
         if kind == "mixed":
             kind = rng.choices(list(MIXED_WEIGHTS), weights=list(MIXED_WEIGHTS.values()))[0]
         img = self._background(kind, w + ml + mr, rng)
-        ink = 0
-        if aug:
-            ink = rng.randint(0, 70)
-            opacity = rng.uniform(o.contrast_min, 1.0)
-            if opacity < 0.999:
-                mask = mask.point([int(v * opacity) for v in range(256)])
+        ink = rng.randint(0, 70) if aug else 0
         img.paste(ink, (ml, mt, ml + w, mt + text_h), mask)
 
         if aug and rng.random() < o.blur_prob:
@@ -213,7 +207,7 @@ class Renderer:
             arr = np.asarray(img, dtype=np.float32) + noise * sigma
             img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
         if aug and rng.random() < o.color_prob:
-            img = ImageOps.colorize(img, black=rng.choice(INKS), white=rng.choice(PAPERS))
+            img = _colorize(img, rng.choice(COLOR_LUTS))
         return img
 
     def save(self, img: Image.Image, path: str | Path, fmt: str = "jpg") -> None:
@@ -221,6 +215,36 @@ class Renderer:
             img.save(path, format="JPEG", quality=self.o.jpeg_quality)
         else:
             img.save(path, format="PNG", compress_level=1)
+
+
+def _glyph(font: ImageFont.FreeTypeFont, ch: str, stroke: int) -> tuple[Image.Image | None, int, int, float]:
+    """(ink mask or None for blank, x and y offset from the left-middle anchor, advance) of one character.
+
+    ``stroke`` > 0 draws a bolder pen (Pillow's stroke), -1 a thinner one (the glyph eroded by one pixel).
+    """
+    width = max(stroke, 0)
+    x0, y0, x1, y1 = font.getbbox(ch, anchor="lm", stroke_width=width)
+    advance = font.getlength(ch)
+    if x1 <= x0 or y1 <= y0:
+        return None, 0, 0, advance
+    img = Image.new("L", (x1 - x0, y1 - y0), 0)
+    ImageDraw.Draw(img).text((-x0, -y0), ch, fill=255, font=font, anchor="lm", stroke_width=width)
+    if stroke < 0:
+        img = img.filter(ImageFilter.MinFilter(3))
+    return (img if img.getbbox() else None), x0, y0, advance
+
+
+def _color_lut(black: tuple, white: tuple) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, 256)[:, None]
+    return np.round(np.array(black) * (1 - t) + np.array(white) * t).astype(np.uint8)
+
+
+COLOR_LUTS = [_color_lut(ink, paper) for ink in INKS for paper in PAPERS]
+
+
+def _colorize(img: Image.Image, lut: np.ndarray) -> Image.Image:
+    """Grey levels mapped linearly from ink colour to paper colour (ImageOps.colorize, as one lookup)."""
+    return Image.fromarray(lut[np.asarray(img)], "RGB")
 
 
 def _mesh_distort(
