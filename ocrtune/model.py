@@ -2,6 +2,7 @@
 
 State-dict keys and shapes match ``easyocr.model.vgg_model.Model`` exactly, so weights move both ways
 without conversion: a pretrained ``korean_g2.pth`` loads in, an exported ``custom.pth`` loads in Reader.
+This file is shipped verbatim as an export's NAME.py (ocrtune.export): it must import nothing but torch.
 """
 
 from __future__ import annotations
