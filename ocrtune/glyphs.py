@@ -8,6 +8,8 @@ label. The answer is cached per (font sha256, charset) because every renderer st
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import hashlib
 import json
 import os
@@ -19,7 +21,7 @@ from .charsets import all_syllables, is_hangul
 from .errors import UserError
 from .fonts import Font, check_font_file, sha256_file
 
-CACHE_VERSION = 1  # bump when the drawing test changes, so old answers are not reused
+CACHE_VERSION = 2  # bump when the drawing test changes, so old answers are not reused
 RENDER_PX = 32  # large enough that the thinnest stroke of a real glyph leaves ink
 LATIN_DIGITS = string.ascii_letters + string.digits  # 62
 
@@ -53,21 +55,22 @@ def mapped_codepoints(font: Font | str | Path) -> set[int]:
     return set(cmap or ())
 
 
-def _render_drawn(path: Path, charset: str) -> str:
+def _render_drawn(path: Path, charset: str) -> tuple[str, str]:
+    """(characters that draw ink, characters the cmap maps), both in charset order."""
     from PIL import ImageFont
 
     try:
         pil_font = ImageFont.truetype(str(path), RENDER_PX, layout_engine=ImageFont.Layout.BASIC)
     except OSError as exc:
         raise UserError(f"{path}: not a font (FreeType cannot load it: {exc})") from None
-    mapped = mapped_codepoints(path)
-    out = []
+    cmap = mapped_codepoints(path)
+    drawn, mapped = [], []
     for ch in charset:
-        if ch == " ":
-            out.append(ch)
-        elif ord(ch) in mapped and pil_font.getmask(ch).getbbox() is not None:
-            out.append(ch)
-    return "".join(out)
+        if ord(ch) in cmap:
+            mapped.append(ch)
+        if ch == " " or (ord(ch) in cmap and pil_font.getmask(ch).getbbox() is not None):
+            drawn.append(ch)
+    return "".join(drawn), "".join(mapped)
 
 
 def _cache_file(cache_dir: Path, font_sha: str, charset: str) -> tuple[Path, str]:
@@ -81,22 +84,28 @@ def drawn_chars(font: Font | str | Path, charset: str, cache_dir: str | Path | N
     Rendered with Pillow/FreeType and checked for ink, cached as JSON under ``cache_dir`` per font sha256
     and charset. An unwritable cache only costs the time to render again.
     """
+    return _record(font, charset, cache_dir)["drawn"]
+
+
+def _record(font: Font | str | Path, charset: str, cache_dir: str | Path | None) -> dict:
     path, font_sha = _identity(font)
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cfile, key = _cache_file(cdir, font_sha, charset)
     try:
         data = json.loads(cfile.read_text("utf-8"))
-        if data.get("font_sha256") == font_sha and data.get("charset_sha256") == key:
-            return data["drawn"]
+        if data["font_sha256"] == font_sha and data["charset_sha256"] == key:
+            data["drawn"], data["mapped"]  # noqa: B018 - both present, or recompute
+            return data
     except (OSError, ValueError, KeyError, AttributeError):
         pass
-    drawn = _render_drawn(path, charset)
+    drawn, mapped = _render_drawn(path, charset)
     record = {
         "font_sha256": font_sha,
         "charset_sha256": key,
         "charset_size": len(charset),
         "render_px": RENDER_PX,
         "drawn": drawn,
+        "mapped": mapped,
     }
     try:
         cdir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +115,7 @@ def drawn_chars(font: Font | str | Path, charset: str, cache_dir: str | Path | N
         os.replace(tmp, cfile)
     except OSError:
         pass
-    return drawn
+    return record
 
 
 def can_draw(drawn: set[str] | str, word: str) -> bool:
@@ -131,18 +140,17 @@ def flag(drawn: str, charset: str, charset_name: str = "the charset") -> str | N
 def coverage(font: Font, charset: str, charset_name: str, cache_dir: str | Path | None = None) -> dict:
     """One row of ``ocrtune fonts report``: what the font draws of all syllables, the charset and Latin."""
     syllables = all_syllables()
-    drawn_syl = drawn_chars(font, syllables, cache_dir)
+    syl = _record(font, syllables, cache_dir)
     drawn_cs = drawn_chars(font, charset, cache_dir)
     drawn_lat = drawn_chars(font, LATIN_DIGITS, cache_dir)
-    mapped = mapped_codepoints(font)
     return {
         "name": font.name,
         "source": font.source,
         "package": font.package,
         "version": font.version,
         "license": font.license,
-        "syllables_drawn": len(drawn_syl),
-        "syllables_mapped": sum(ord(c) in mapped for c in syllables),
+        "syllables_drawn": len(syl["drawn"]),
+        "syllables_mapped": len(syl["mapped"]),
         "syllables_total": len(syllables),
         "charset": charset_name,
         "charset_drawn": len(drawn_cs),
@@ -151,3 +159,19 @@ def coverage(font: Font, charset: str, charset_name: str, cache_dir: str | Path 
         "latin_digits_total": len(LATIN_DIGITS),
         "flag": flag(drawn_cs, charset, charset_name),
     }
+
+
+def coverage_table(
+    fonts: list[Font],
+    charset: str,
+    charset_name: str,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+) -> list[dict]:
+    """``coverage`` of every font, in order; fonts are rendered in parallel processes the first time."""
+    workers = min(len(fonts), workers or os.cpu_count() or 1)
+    job = functools.partial(coverage, charset=charset, charset_name=charset_name, cache_dir=cache_dir)
+    if workers <= 1:
+        return [job(f) for f in fonts]
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(job, fonts))

@@ -17,7 +17,15 @@ from PIL import Image, ImageDraw, ImageFont
 from ocrtune.charsets import all_syllables, is_hangul, load_charset
 from ocrtune.errors import UserError
 from ocrtune.fonts import fetch_fonts
-from ocrtune.glyphs import LATIN_DIGITS, can_draw, coverage, drawn_chars, flag, mapped_codepoints
+from ocrtune.glyphs import (
+    LATIN_DIGITS,
+    can_draw,
+    coverage,
+    coverage_table,
+    drawn_chars,
+    flag,
+    mapped_codepoints,
+)
 
 DEJAVU = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 
@@ -150,3 +158,12 @@ def test_coverage_row(fonts, tmp_path):
     assert row["syllables_mapped"] >= row["syllables_drawn"]
     assert row["charset_total"] == len(k) and row["latin_digits_total"] == 62
     assert row["flag"] is None
+
+
+def test_coverage_table_in_parallel_matches_serial(fonts, tmp_path):
+    k = load_charset("korean_g2")
+    chosen = [fonts["Gaegu"], fonts["EastSeaDokdo"]]
+    parallel = coverage_table(chosen, k, "korean_g2", cache_dir=tmp_path / "a", workers=2)
+    serial = [coverage(f, k, "korean_g2", cache_dir=tmp_path / "b") for f in chosen]
+    assert parallel == serial
+    assert [r["name"] for r in parallel] == ["Gaegu", "EastSeaDokdo"]

@@ -64,10 +64,10 @@ def report(fonts_dir, charset, as_json) -> None:
     """Per font: licence, Hangul syllables drawn, charset coverage and Latin/digit coverage (rendered)."""
     from ..charsets import load_charset
     from ..fonts import load_fonts
-    from ..glyphs import coverage
+    from ..glyphs import coverage_table
 
     chars = load_charset(charset)
-    rows = [coverage(f, chars, charset) for f in load_fonts(fonts_dir)]
+    rows = coverage_table(load_fonts(fonts_dir), chars, charset)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
