@@ -20,6 +20,7 @@ GROUPS = {
     "stack": ("ocrtune.commands.stack:stack", "Start, stop and inspect the local S3 + MLflow stack."),
     "config": ("ocrtune.commands.config:config", "Validate and show run configs."),
     "data": ("ocrtune.commands.data:data", "Generate, convert, import training data; write LMDB."),
+    "train": ("ocrtune.commands.train:train", "Fine-tune the recognizer (single process or under torchrun)."),
     "fonts": ("ocrtune.commands.fonts:fonts", "Fetch handwriting fonts and report which characters each really draws."),
 }
 

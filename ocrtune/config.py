@@ -70,6 +70,9 @@ class TrainConfig:
     max_label_length: int = 34
     early_stop_patience: int = 0
     seed: int = 0
+    fresh_head: bool = False  # EasyOCR's new_prediction: a new output layer instead of head surgery
+    corrupt_threshold: float = 0.01  # fraction of undecodable LMDB records tolerated (skipped and counted)
+    max_bad_steps: int = 10  # abort after this many non-finite losses/gradients in a row
 
 
 @dataclass
