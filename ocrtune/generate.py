@@ -173,13 +173,16 @@ def make_plan(
 # ---------------------------------------------------------------------------------------- rendering
 
 _worker: dict = {}
+_proto: dict = {}  # the parent's warmed-up renderer: forked workers inherit its background textures
 
 
-def _init_worker(options: RenderOptions, seed: int, fmt: str, fonts: dict[str, str], root: str) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
-    if hasattr(signal, "SIGXFSZ"):
+def _init_worker(fmt: str, fonts: dict[str, str], root: str, child: bool = True) -> None:
+    if child:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit becomes EFBIG, not a kill
-    _worker.update(renderer=Renderer(options, seed), seed=seed, fmt=fmt, fonts=fonts, root=Path(root))
+    r: Renderer = _proto["renderer"]
+    _worker.update(renderer=r, seed=r.seed, fmt=fmt, fonts=fonts, root=Path(root))
 
 
 def image_name(index: int, fmt: str) -> str:
@@ -202,37 +205,62 @@ def _render_chunk(chunk: list[tuple[str, int, str, str]]) -> list[tuple[str, int
     return out
 
 
+def render_items(
+    items: list[tuple[str, int, str, str]],
+    root: Path,
+    options: RenderOptions,
+    seed: int,
+    fmt: str,
+    font_paths: dict[str, str],
+    workers: int,
+    on_results: Callable[[list], None] | None = None,
+) -> Counter:
+    """Render (split, index, text, font name) items to ROOT/split/images/; returns the failed (split, index)."""
+    proto = Renderer(options, seed)
+    proto.warm()
+    _proto["renderer"] = proto
+    chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
+    init = (fmt, font_paths, str(root))
+    failed: Counter = Counter()
+
+    def take(results: list) -> None:
+        for split, index, err in results:
+            if err:
+                failed[(split, index)] = 1
+        if on_results:
+            on_results(results)
+
+    if workers <= 1:
+        _init_worker(*init, child=False)
+        for chunk in chunks:
+            take(_render_chunk(chunk))
+    else:
+        with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=init) as pool:
+            for res in pool.imap_unordered(_render_chunk, chunks):
+                take(res)
+    return failed
+
+
 def _run_pillow(
     plan: Plan, tmp: Path, options: RenderOptions, cfg: DataConfig, font_paths: dict[str, str], progress: bool
 ) -> Counter:
     from tqdm import tqdm
 
     items = [(s.split, s.index, s.text, s.font) for split in SPLITS for s in plan.samples[split]]
-    chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
-    init = (options, cfg.seed, cfg.image_format, font_paths, str(tmp))
-    failed: Counter = Counter()
     bar = tqdm(total=len(items), desc="rendering", unit="img", disable=not progress, dynamic_ncols=True)
-
-    def take(results: list) -> None:
-        for split, index, err in results:
-            if err:
-                failed[(split, index)] = 1
-        bar.update(len(results))
-
     try:
-        if cfg.workers <= 1:
-            _init_worker(*init)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            for chunk in chunks:
-                take(_render_chunk(chunk))
-        else:
-            ctx = mp.get_context("fork")
-            with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=init) as pool:
-                for res in pool.imap_unordered(_render_chunk, chunks):
-                    take(res)
+        return render_items(
+            items,
+            tmp,
+            options,
+            cfg.seed,
+            cfg.image_format,
+            font_paths,
+            cfg.workers,
+            lambda r: bar.update(len(r)),
+        )
     finally:
         bar.close()
-    return failed
 
 
 def _write_lists(plan: Plan, tmp: Path, fmt: str, failed: Counter) -> dict[str, int]:

@@ -20,8 +20,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 BACKGROUNDS = ("plain", "noise", "paper", "quasicrystal", "mixed")
 MIXED_WEIGHTS = {"plain": 0.4, "noise": 0.2, "paper": 0.25, "quasicrystal": 0.15}
-BANK_WIDTH = 2048
-BANK_SIZE = 4
+BANK_WIDTH = 1024
+BANK_SIZE = 3
 GLYPH_CACHE = 20000  # glyph masks kept per font (a few kB each)
 INKS = [(20, 20, 20), (25, 35, 120), (10, 40, 90), (120, 25, 25), (40, 40, 60)]
 PAPERS = [(255, 255, 255), (250, 246, 232), (242, 244, 248), (255, 252, 240)]
@@ -92,6 +92,15 @@ class Renderer:
             info = _FontInfo(font, band)
             self._fonts[key] = info
         return info
+
+    def warm(self) -> None:
+        """Build the background textures now (before forking workers, so that they share them)."""
+        kinds = list(MIXED_WEIGHTS) if self.o.background == "mixed" else [self.o.background]
+        for kind in kinds:
+            if kind != "plain":
+                self._bank(kind)
+        if self.o.augment:
+            self._noise_field()
 
     # -- backgrounds -------------------------------------------------------------------------------
     def _bank(self, kind: str) -> list[np.ndarray]:
