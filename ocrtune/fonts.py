@@ -198,10 +198,6 @@ def load_fonts(dir: str | Path | None = None) -> list[Font]:
     return fonts
 
 
-def _intact(fonts: list[Font]) -> bool:
-    return all(Path(f.path).is_file() and sha256_file(f.path) == f.sha256 for f in fonts)
-
-
 # -- Debian ----------------------------------------------------------------------------------------------
 
 
@@ -292,8 +288,30 @@ def _debian_fonts(d: Path, echo: Echo) -> list[Font]:
 
 
 def _npm_pack(specs: list[str], dest: Path) -> subprocess.CompletedProcess:
-    cmd = ["npm", "pack", "--prefer-offline", "--silent", "--pack-destination", str(dest), *specs]
+    cmd = [
+        "npm",
+        "pack",
+        "--prefer-offline",
+        "--loglevel=error",
+        "--fetch-retries=1",
+        "--fetch-timeout=60000",
+    ]
+    cmd += ["--pack-destination", str(dest), *specs]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=dest)
+
+
+NETWORK_ERRORS = ("ECONNREFUSED", "ENOTFOUND", "ETIMEDOUT", "EAI_AGAIN", "ECONNRESET", "ENETUNREACH")
+
+
+def _npm_reason(stderr: str) -> tuple[str, str]:
+    """(npm's error code, its first message line) from ``npm error`` lines."""
+    lines = [ln.removeprefix("npm error").strip() for ln in stderr.splitlines() if ln.startswith("npm error")]
+    code = next((ln.split()[1] for ln in lines if ln.startswith("code ") and len(ln.split()) > 1), "")
+    skip = ("code ", "syscall ", "errno ", "404 ")
+    msg = next((ln for ln in lines if ln and not ln.startswith(skip)), "") or next(
+        iter(stderr.splitlines()), ""
+    )
+    return code, msg[:200] or "no message"
 
 
 def _npm_fonts(d: Path, echo: Echo) -> list[Font]:
@@ -305,14 +323,13 @@ def _npm_fonts(d: Path, echo: Echo) -> list[Font]:
         dest = Path(tmp)
         specs = [f"@fontsource/{family}" for family in NPM_FONTS]
         r = _npm_pack(specs, dest)
-        if r.returncode != 0:  # one bad package must not cost the others: retry one by one
-            failed = []
-            for spec in specs:
-                if _npm_pack([spec], dest).returncode != 0:
-                    failed.append(spec)
+        if r.returncode != 0:
+            code, msg = _npm_reason(r.stderr)
+            failed = specs
+            if code not in NETWORK_ERRORS:  # one bad package must not cost the others: retry one by one
+                failed = [spec for spec in specs if _npm_pack([spec], dest).returncode != 0]
             if failed:
-                reason = (r.stderr.strip().splitlines() or ["no message"])[-1]
-                echo(f"npm fonts skipped for {' '.join(failed)}: npm pack failed ({reason})")
+                echo(f"npm fonts skipped for {' '.join(failed)}: npm pack failed ({code or 'error'}: {msg})")
         for family, name in NPM_FONTS.items():
             tarballs = sorted(dest.glob(f"fontsource-{family}-*.tgz"))
             if not tarballs:

@@ -24,6 +24,7 @@ from ocrtune.fonts import (
     load_fonts,
     sha256_file,
 )
+from ocrtune.stack import free_ports
 
 DEJAVU = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 APT_USABLE = os.geteuid() == 0 and shutil.which("apt-get") is not None
@@ -132,6 +133,24 @@ def test_nothing_available_is_one_user_error(tmp_path, tripwire):
     assert r.stderr.strip().splitlines()[-1].startswith("ocrtune: error: no font available")
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "f" / MANIFEST).exists()
+
+
+def test_unreachable_npm_registry_is_a_note_then_one_user_error(tmp_path):
+    """The real npm against a registry that refuses connections: what a machine without network sees."""
+    (port,) = free_ports(1)
+    env = {
+        "npm_config_registry": f"http://127.0.0.1:{port}/",
+        "npm_config_cache": str(tmp_path / "npm-cache"),
+    }
+    r = run_cli("fonts", "fetch", "--dir", str(tmp_path / "f"), "--no-apt", env=env)
+    assert r.returncode == 2
+    notes = r.stderr.strip().splitlines()
+    assert (
+        len(notes) == 2
+        and "npm fonts skipped for @fontsource/gaegu" in notes[0]
+        and "ECONNREFUSED" in notes[0]
+    )
+    assert notes[1].startswith("ocrtune: error: no font available")
 
 
 def test_user_fonts_added_deduplicated_and_kept(fonts, tmp_path):
