@@ -265,7 +265,7 @@ def _mesh_distort(
     c, s = math.cos(t), math.sin(t)
     out_w = math.ceil(abs(w * c) + abs(h * s))
     out_h = math.ceil(abs(w * s) + abs(h * c))
-    cell = max(8, size // 2)
+    cell = max(16, size)
     nx, ny = max(1, out_w // cell), 2
     amp = strength * size
     wave_amp = rng.uniform(0, 1.5 * amp)
@@ -298,10 +298,13 @@ def _make_background(kind: str, h: int, w: int, rng: np.random.Generator) -> np.
         coarse = rng.normal(0, 1, (max(2, h // 16), max(2, w // 16))).astype(np.float32)
         low = np.asarray(Image.fromarray(coarse, mode="F").resize((w, h), Image.Resampling.BICUBIC))
         arr = rng.uniform(228, 245) + 6 * low + rng.normal(0, 3, (h, w))
-        for _ in range(int(w / 60)):  # fibres
+        for _ in range(int(w / 40)):  # faint short fibres, either direction (long dark ones read as "_")
             y, x = rng.integers(0, h), rng.integers(0, w)
-            length = int(rng.integers(5, 40))
-            arr[y, x : x + length] -= rng.uniform(8, 25)
+            length = int(rng.integers(3, 12))
+            if rng.random() < 0.5:
+                arr[y, x : x + length] -= rng.uniform(4, 12)
+            else:
+                arr[y : y + length, x] -= rng.uniform(4, 12)
     elif kind == "quasicrystal":
         freq = rng.uniform(0.05, 0.15)
         phase = rng.uniform(0, 2 * np.pi)
