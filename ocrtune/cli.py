@@ -22,6 +22,12 @@ GROUPS = {
     "data": ("ocrtune.commands.data:data", "Generate, convert, import training data; write LMDB."),
     "train": ("ocrtune.commands.train:train", "Fine-tune the recognizer (single process or under torchrun)."),
     "fonts": ("ocrtune.commands.fonts:fonts", "Fetch handwriting fonts and report which characters each really draws."),
+    "export": ("ocrtune.commands.export:export", "Export a checkpoint to EasyOCR's custom-model format."),
+    "ocr": ("ocrtune.commands.ocr:ocr", "Read images with an exported or registered model."),
+    "register": ("ocrtune.commands.registry:register", "Register an export in the MLflow Model Registry."),
+    "promote": ("ocrtune.commands.registry:promote", "Promote the challenger to champion if it wins now."),
+    "rollback": ("ocrtune.commands.registry:rollback", "Move champion back to previous-champion."),
+    "pull": ("ocrtune.commands.registry:pull", "Download models:/NAME@ALIAS as an EasyOCR directory."),
 }
 
 

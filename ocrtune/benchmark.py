@@ -1,0 +1,70 @@
+"""A frozen benchmark set and the score plain easyocr gets on it: the yardstick for parity and promotion.
+
+A set is a gt.txt directory or a DTRB LMDB; its content hash names it, so a promotion records exactly what
+both models were scored on. Scores are taken through ``easyocr.Reader`` (``easyocr_reader``), never
+through ocrtune's own inference, because that is what users will run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+
+@dataclass
+class Benchmark:
+    path: str
+    sha256: str
+    samples: list[tuple[str | bytes, str]]  # (image path or encoded bytes, label)
+
+    @property
+    def id(self) -> str:
+        return f"{Path(self.path).name}@sha256:{self.sha256[:16]}"
+
+
+def load_benchmark(path: str | Path, limit: int | None = None) -> Benchmark:
+    """Samples of a gt.txt dir or an LMDB, with a content hash over images and labels."""
+    p = Path(path)
+    h = hashlib.sha256()
+    samples: list[tuple[str | bytes, str]] = []
+    if (p / "data.mdb").is_file():
+        from .lmdb_format import LmdbReader
+
+        with LmdbReader(p) as reader:
+            n = len(reader) if limit is None else min(limit, len(reader))
+            for i in range(n):
+                img, label = reader.get(i)
+                samples.append((img, label))
+    elif (p / "gt.txt").is_file():
+        from .datasets import read_gt
+
+        for rel, label in read_gt(p)[:limit]:
+            samples.append((str(p / rel), label))
+    else:
+        raise UserError(f"{p}: not a benchmark set (expected a gt.txt directory or an LMDB)")
+    if not samples:
+        raise UserError(f"{p}: benchmark set is empty")
+    for img, label in samples:
+        data = img if isinstance(img, bytes) else Path(img).read_bytes()
+        h.update(hashlib.sha256(data).digest())
+        h.update(label.encode("utf-8") + b"\0")
+    return Benchmark(str(p), h.hexdigest(), samples)
+
+
+def reader_predictions(model_dir: str | Path, bench: Benchmark, reader=None) -> list[tuple[str, float]]:
+    from .easyocr_reader import open_reader, read_crop
+
+    reader = reader or open_reader(model_dir)
+    return [read_crop(reader, img) for img, _ in bench.samples]
+
+
+def word_accuracy(predictions: list[str], labels: list[str]) -> float:
+    return sum(p == t for p, t in zip(predictions, labels, strict=True)) / max(1, len(labels))
+
+
+def reader_accuracy(model_dir: str | Path, bench: Benchmark) -> float:
+    preds = reader_predictions(model_dir, bench)
+    return word_accuracy([t for t, _ in preds], [label for _, label in bench.samples])
