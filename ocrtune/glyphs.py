@@ -124,16 +124,17 @@ def can_draw(drawn: set[str] | str, word: str) -> bool:
 
 
 def flag(drawn: str, charset: str, charset_name: str = "the charset") -> str | None:
-    """A warning when a font is useless for ``charset``: it draws none of its letters beyond ASCII
-    (a Latin-only font for a Korean charset), or none of it at all. None when the font is usable."""
-    drawn_set = set(drawn) - {" "}
-    beyond_ascii = [c for c in charset if ord(c) > 127]
-    if beyond_ascii and not drawn_set.intersection(beyond_ascii):
-        what = "Hangul syllables" if any(is_hangul(c) for c in beyond_ascii) else "non-ASCII characters"
-        return f"draws none of the {len(beyond_ascii)} {what} of {charset_name}"
-    rest = set(charset) - {" "}
-    if rest and not drawn_set.intersection(rest):
-        return f"draws none of the {len(rest)} characters of {charset_name}"
+    """A warning when a font is useless for ``charset``: it draws none of its Hangul syllables (a Latin-only
+    font for a Korean charset), or for a charset without Hangul none of its letters and digits. None when usable."""
+    drawn_set = set(drawn)
+    hangul = [c for c in charset if is_hangul(c)]
+    if hangul:
+        target, what = hangul, "Hangul syllables"
+    else:
+        target = [c for c in charset if c.isalnum()] or [c for c in charset if c != " "]
+        what = "letters and digits" if any(c.isalnum() for c in charset) else "characters"
+    if target and not drawn_set.intersection(target):
+        return f"draws none of the {len(target)} {what} of {charset_name}"
     return None
 
 

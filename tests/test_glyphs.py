@@ -105,6 +105,12 @@ def test_notdef_boxes_are_not_drawn_characters(tmp_path):
     assert flag(drawn, k, "korean_g2") == "draws none of the 913 Hangul syllables of korean_g2"
     assert drawn_chars(DEJAVU, "가나다", cache_dir=tmp_path) == ""
     assert flag("", "가나다") == "draws none of the 3 Hangul syllables of the charset"
+    # a Latin charset: a font lacking only the euro sign is usable, one without letters is not
+    e = load_charset("english_g2")
+    assert flag(drawn_chars(DEJAVU, e, cache_dir=tmp_path).replace("€", ""), e) is None
+    assert flag(drawn_chars(DEJAVU, "가나다", cache_dir=tmp_path), e, "english_g2").startswith(
+        "draws none of the 62"
+    )
 
 
 @pytest.mark.parametrize("name", ["UnPen", "NanumPen", "NanumPenScript"])
