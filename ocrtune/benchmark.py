@@ -68,3 +68,52 @@ def word_accuracy(predictions: list[str], labels: list[str]) -> float:
 def reader_accuracy(model_dir: str | Path, bench: Benchmark) -> float:
     preds = reader_predictions(model_dir, bench)
     return word_accuracy([t for t, _ in preds], [label for _, label in bench.samples])
+
+
+def ocrtune_predictions(
+    model_dir: str | Path, bench: Benchmark, batch_size: int = 64
+) -> list[tuple[str, float]]:
+    """The same export read by ocrtune's own batched inference (float model, crops grouped by width)."""
+    from .decode import read_crops
+    from .easyocr_reader import export_name, model_config
+    from .export import load_weights
+    from .model import Model
+
+    d = Path(model_dir)
+    cfg = model_config(d)
+    state, _ = load_weights(d / f"{export_name(d)}.pth")
+    net = Model(num_class=int(state["Prediction.weight"].shape[0]), **cfg["network_params"])
+    net.load_state_dict(state)
+    return read_crops(
+        net,
+        [img for img, _ in bench.samples],
+        cfg["character_list"],
+        imgH=int(cfg["imgH"]),
+        batch_size=batch_size,
+    )
+
+
+def parity(model_dir: str | Path, bench: Benchmark) -> dict:
+    """ocrtune's own reading vs plain easyocr's on every sample: agreement and both word accuracies.
+
+    The contract (issue: export parity): agreement >= 99% and |accuracy difference| <= 1 point.
+    """
+    labels = [label for _, label in bench.samples]
+    ours = [t for t, _ in ocrtune_predictions(model_dir, bench)]
+    theirs = [t for t, _ in reader_predictions(model_dir, bench)]
+    agree = sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(labels)
+    acc_ours, acc_reader = word_accuracy(ours, labels), word_accuracy(theirs, labels)
+    return {
+        "benchmark": bench.id,
+        "samples": len(labels),
+        "agreement": agree,
+        "ocrtune_accuracy": acc_ours,
+        "easyocr_accuracy": acc_reader,
+        "accuracy_gap": abs(acc_ours - acc_reader),
+        "ok": agree >= 0.99 and abs(acc_ours - acc_reader) <= 0.01,
+        "disagreements": [
+            {"label": lab, "ocrtune": a, "easyocr": b}
+            for lab, a, b in zip(labels, ours, theirs, strict=True)
+            if a != b
+        ][:20],
+    }

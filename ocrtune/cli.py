@@ -21,8 +21,15 @@ GROUPS = {
     "config": ("ocrtune.commands.config:config", "Validate and show run configs."),
     "data": ("ocrtune.commands.data:data", "Generate, convert, import training data; write LMDB."),
     "train": ("ocrtune.commands.train:train", "Fine-tune the recognizer (single process or under torchrun)."),
-    "fonts": ("ocrtune.commands.fonts:fonts", "Fetch handwriting fonts and report which characters each really draws."),
+    "fonts": (
+        "ocrtune.commands.fonts:fonts",
+        "Fetch handwriting fonts and report which characters each really draws.",
+    ),
     "export": ("ocrtune.commands.export:export", "Export a checkpoint to EasyOCR's custom-model format."),
+    "evaluate": (
+        "ocrtune.commands.evaluate:evaluate",
+        "Score an export through ocrtune and plain easyocr (parity).",
+    ),
     "ocr": ("ocrtune.commands.ocr:ocr", "Read images with an exported or registered model."),
     "register": ("ocrtune.commands.registry:register", "Register an export in the MLflow Model Registry."),
     "promote": ("ocrtune.commands.registry:promote", "Promote the challenger to champion if it wins now."),

@@ -140,3 +140,12 @@ def test_cli_export_and_ocr(tmp_path, bench):
     assert row["string"] == "Hello" and row["filename"] == "image_000000.png"
     r = run_cli("ocr", str(img), "--model", str(tmp_path / "nope"))
     assert r.returncode == 2 and "not a directory nor a models:/" in r.stderr
+
+
+def test_parity_ocrtune_vs_plain_easyocr(english_export, bench):
+    r = run_cli("evaluate", str(english_export), "--data", str(bench), "--json")
+    assert r.returncode == 0, r.stderr[-1500:]
+    report = json.loads(r.stdout)
+    assert report["samples"] == len(WORDS)
+    assert report["agreement"] >= 0.99 and report["accuracy_gap"] <= 0.01 and report["ok"]
+    assert report["easyocr_accuracy"] >= 0.8
