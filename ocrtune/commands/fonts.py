@@ -83,13 +83,9 @@ def report(fonts_dir, charset, as_json) -> None:
             f"{r['latin_digits_drawn']}/{r['latin_digits_total']}",
             f"FLAGGED: {r['flag']}" if r["flag"] else "",
         )
-        for r in table_rows(rows)
+        for r in sorted(rows, key=lambda r: (r["source"], r["name"]))
     ]
     widths = [max(len(str(x[i])) for x in [header, *table]) for i in range(len(header))]
     for line in [header, *table]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
     click.echo("blank = syllables the cmap maps to an empty glyph (a cmap-only check would count them)")
-
-
-def table_rows(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda r: (r["source"], r["name"]))
