@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped by SIGTERM after saving a checkpoint; rerun with --resume
 CHECKPOINT = "checkpoint.pth"
 LOG_FILE = "log_train.txt"
+WARMUP_STEPS_NOT_TIMED = 2
 
 
 class Preempted(Exception):
@@ -423,6 +424,7 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
     batches = iter(loader)
     step = start_step
     tick, rate = time.perf_counter(), 0.0
+    timed_samples, timed_seconds = 0, 0.0
     with StopFlag() as stop:
         while step < cfg.max_steps:
             batch = next(batches)
@@ -476,13 +478,11 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
             step += 1
             counters.samples += int(flags[3])
 
-            now = time.perf_counter()
-            rate = (
-                flags[3] / max(now - tick, 1e-9)
-                if rate == 0
-                else 0.9 * rate + 0.1 * flags[3] / max(now - tick, 1e-9)
-            )
-            tick = now
+            took = max(time.perf_counter() - tick, 1e-9)  # this step alone: no validation, no checkpoint
+            rate = flags[3] / took if rate == 0 else 0.9 * rate + 0.1 * flags[3] / took
+            if step - start_step > WARMUP_STEPS_NOT_TIMED:
+                timed_samples += int(flags[3])
+                timed_seconds += took
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(
@@ -526,6 +526,7 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
             if step == job.stop_at:
                 status = "stopped"
                 break
+            tick = time.perf_counter()
     if bar is not None:
         bar.close()
     summary = {
@@ -539,6 +540,8 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
         "dropped_samples": counters.dropped_samples,
         "samples": counters.samples,
         "seconds": time.time() - started,
+        # steady training speed, all ranks together: the first steps (allocations, worker start) not timed
+        "samples_per_s": timed_samples / timed_seconds if timed_seconds else float("nan"),
         "history": counters.history,
         "mlflow_run_id": tracker.run_id if tracker else None,
     }

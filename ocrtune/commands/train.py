@@ -111,5 +111,6 @@ def train(
         click.echo(
             f"{summary['status']} at step {summary['step']}: best accuracy {summary['best_accuracy']:.4f}, "
             f"best norm_ED {summary['best_norm_ED']:.4f}, {summary['bad_steps']} skipped steps, "
-            f"{summary['dropped_samples']} undecodable samples; output in {out_dir}"
+            f"{summary['dropped_samples']} undecodable samples, {summary['samples_per_s']:.1f} samples/s; "
+            f"output in {out_dir}"
         )
