@@ -118,7 +118,8 @@ def card_markdown(card: dict) -> str:
         f"- content sha256: `{card['content_sha256']}`",
         f"- charset: {card['charset']} ({tr['charset_size']} characters)",
         f"- train coverage: {tr['present']} characters present, {tr['at_least_k']} at least {cov['k']} times, "
-        f"rarest {tr['min_count']}; missing: {tr['missing'] or 'none'}",
+        f"rarest {tr['min_count']}; missing ({len(tr['missing'])}): "
+        + (tr["missing"][:120] + (" ..." if len(tr["missing"]) > 120 else "") or "none"),
         "",
         "| split | images | fonts | sources |",
         "|---|---:|---|---|",

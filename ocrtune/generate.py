@@ -106,7 +106,7 @@ def make_plan(
             if not set(text) <= charset_set:
                 skipped[f"{kind}: text outside the charset"] += 1
                 continue
-            if split != "train" and kind in ("digits", "date") and text in used_train:
+            if split != "train" and text in used_train and not shared:  # keep test words unseen
                 continue
             font = _font_choice(text, fonts, drawn, rng)
             if font is None:
@@ -283,6 +283,10 @@ def _write_lists(plan: Plan, tmp: Path, fmt: str, failed: Counter) -> dict[str, 
 def options_from(cfg: DataConfig) -> RenderOptions:
     if cfg.background not in BACKGROUNDS:
         raise UserError(f"unknown background '{cfg.background}' (one of: {', '.join(BACKGROUNDS)})")
+    if cfg.height < 16:
+        raise UserError(f"height must be >= 16 pixels, got {cfg.height}")
+    if not 0 <= cfg.skew <= 45:
+        raise UserError(f"skew must be within 0..45 degrees, got {cfg.skew:g}")
     if len(cfg.margins) != 4 or any(m < 0 for m in cfg.margins):
         raise UserError(
             f"margins must be 4 non-negative pixel counts (top left bottom right), got {cfg.margins}"
