@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export OCRTUNE_STACK_DIR ?= $(CURDIR)/.ocrtune
 
-.PHONY: setup fonts run test bench lint clean stack-down
+.PHONY: setup fonts trdg run test bench lint clean stack-down
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,17 +19,22 @@ setup: $(STAMP)
 fonts: setup
 	$(BIN)/ocrtune fonts fetch
 
+## trdg: the real trdg 1.8.0 in its own venv (~/.cache/ocrtune/trdg-venv; ~1 min once) for --backend trdg,
+## its test and the benchmark; a failure here only makes that test skip with the reason
+trdg: setup
+	-$(BIN)/python -c "from ocrtune.trdg_backend import ensure_trdg; ensure_trdg()"
+
 ## run: bring the local stack (SeaweedFS S3 + MLflow) up and print its status
 run: setup fonts
 	$(BIN)/ocrtune stack up
 	$(BIN)/ocrtune stack status
 
 ## test: the whole test suite, servers started and stopped by the tests themselves
-test: setup fonts
+test: setup fonts trdg
 	$(BIN)/python -m pytest -q tests
 
 ## bench: every bench/bench_*.py, each printing its figures and the machine it ran on
-bench: setup
+bench: setup fonts trdg
 	@set -e; for f in $(wildcard bench/bench_*.py); do echo "== $$f"; $(BIN)/python $$f; done
 
 lint: setup
