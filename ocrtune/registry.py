@@ -124,7 +124,7 @@ def register(
 
     d = Path(model_dir)
     try:
-        net = export_name(d)
+        export_name(d)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
     c = client(uri)
@@ -137,7 +137,7 @@ def register(
         inputs=Schema([ColSpec("string", "image")]),
         outputs=Schema([ColSpec("string", "text"), ColSpec("double", "confidence")]),
     )
-    all_tags = {SHA_TAG: sha, "recog_network": net, **{k: str(v) for k, v in (tags or {}).items()}}
+    all_tags = {**auto_tags(d), SHA_TAG: sha, **{k: str(v) for k, v in (tags or {}).items()}}
     if run_id is None:
         mlflow.set_experiment(experiment)
     with (
@@ -151,6 +151,7 @@ def register(
             artifacts={"easyocr_model": str(staged)},
             code_paths=[str(HERE / "easyocr_reader.py")],
             signature=signature,
+            input_example=_input_example(d),
             pip_requirements=["easyocr==1.7.2", "torch", "pandas", "pyyaml"],
         )
         all_tags["run_id"] = run.info.run_id
@@ -158,6 +159,58 @@ def register(
     _wait_ready(c, name, mv.version)
     c.set_registered_model_alias(name, CHALLENGER, mv.version)
     return c.get_model_version(name, mv.version), True
+
+
+def auto_tags(model_dir: Path) -> dict[str, str]:
+    """Tags every version carries whatever the caller adds: what it reads and which code made it."""
+    import yaml
+
+    from . import __version__
+
+    name = export_name(model_dir)
+    cfg = yaml.safe_load((model_dir / f"{name}.yaml").read_text("utf-8"))
+    chars = cfg["character_list"]
+    tags = {
+        "recog_network": name,
+        "imgH": str(cfg["imgH"]),
+        "lang_list": ",".join(cfg["lang_list"]),
+        "charset_size": str(len(chars)),
+        "charset_sha256": hashlib.sha256(chars.encode("utf-8")).hexdigest(),
+        "ocrtune_version": __version__,
+    }
+    commit = os.environ.get("OCRTUNE_GIT_COMMIT") or _git_commit()
+    if commit:
+        tags["git_commit"] = commit
+    return tags
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _input_example(model_dir: Path):
+    """One base64 PNG word crop in the model's height: what a caller of the served model sends."""
+    import base64
+    import io
+
+    import pandas as pd
+    import yaml
+    from PIL import Image, ImageDraw
+
+    h = int(yaml.safe_load((model_dir / f"{export_name(model_dir)}.yaml").read_text("utf-8"))["imgH"])
+    img = Image.new("L", (3 * h, h), 255)
+    ImageDraw.Draw(img).line([(h // 4, h // 2), (3 * h - h // 4, h // 2)], fill=0, width=max(2, h // 16))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return pd.DataFrame({"image": [base64.b64encode(buf.getvalue()).decode()]})
 
 
 def _wait_ready(c, name: str, version: str, timeout: float = 60) -> None:

@@ -149,3 +149,21 @@ def test_parity_ocrtune_vs_plain_easyocr(english_export, bench):
     assert report["samples"] == len(WORDS)
     assert report["agreement"] >= 0.99 and report["accuracy_gap"] <= 0.01 and report["ok"]
     assert report["easyocr_accuracy"] >= 0.8
+
+
+def test_ocr_with_craft_detector_reads_a_page(english_export, tmp_path):
+    """--detector finds the words of a whole page with EasyOCR's CRAFT weights (offline package)."""
+    from english_models import FONT
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("L", (640, 240), 255)
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.truetype(str(FONT), 44)
+    draw.text((40, 40), "Hello", font=font, fill=0)
+    draw.text((330, 140), "garden", font=font, fill=0)
+    path = tmp_path / "page.png"
+    page.save(path)
+    r = run_cli("ocr", str(path), "--model", str(english_export), "--detector", "--json")
+    assert r.returncode == 0, r.stderr[-1500:]
+    strings = [json.loads(line)["string"] for line in r.stdout.strip().splitlines()]
+    assert strings == ["Hello", "garden"]

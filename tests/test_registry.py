@@ -48,6 +48,9 @@ def test_gate_promotion_rollback_and_pull(env, models, tmp_path):
 
     v1, created = registry.register(models["bad"], name, tags={"base_model": "english_g2"})
     assert created and v1.aliases == ["challenger"] and v1.tags["base_model"] == "english_g2"
+    assert (
+        v1.tags["charset_size"] == "96" and v1.tags["recog_network"] == "custom" and "git_commit" in v1.tags
+    )
     again, created = registry.register(models["bad"], name)
     assert not created and again.version == v1.version  # no duplicate version for the same files
 
