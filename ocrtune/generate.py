@@ -9,6 +9,7 @@ the end, so Ctrl-C or a full disk never leaves an OUT that looks complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import random
@@ -179,6 +180,7 @@ _proto: dict = {}  # the parent's warmed-up renderer: forked workers inherit its
 def _init_worker(fmt: str, fonts: dict[str, str], root: str, child: bool = True) -> None:
     if child:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # Pool.terminate() stops workers with SIGTERM
     if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit becomes EFBIG, not a kill
     r: Renderer = _proto["renderer"]
@@ -310,6 +312,25 @@ def mix_from(cfg: DataConfig) -> WordMix:
     return WordMix(*cfg.mix)
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # a pod being stopped cleans up like Ctrl-C
+
+
+@contextlib.contextmanager
+def _signals_as_errors():
+    """SIGTERM cleans up like Ctrl-C; a file-size limit (SIGXFSZ) becomes an EFBIG error, not a kill."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _terminate)
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def generate(
     cfg: DataConfig,
     out: str | Path,
@@ -345,9 +366,7 @@ def generate(
         f"plan: {sum(plan.split['counts'].values())} images, train fonts {len(plan.split['fonts']['train'])}, "
         f"test fonts {', '.join(plan.split['test_fonts_held_out']) or '(same as train)'}"
     )
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGXFSZ"):
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    with staged_dir(out, overwrite) as tmp:
+    with _signals_as_errors(), staged_dir(out, overwrite) as tmp:
         for split in SPLITS:
             (tmp / split / IMAGES_DIR).mkdir(parents=True)
         if cfg.backend == "trdg":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -151,11 +152,13 @@ def run_trdg(
         job_file.write_text(json.dumps(job, ensure_ascii=False), "utf-8")
         script = Path(d) / "runner.py"
         script.write_text(RUNNER, "utf-8")
-        proc = subprocess.Popen(
+        errors = open(Path(d) / "stderr.txt", "w+", encoding="utf-8")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(  # own session: Ctrl-C reaches us, and we stop its whole process group
             [str(python), str(script), str(job_file)],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=errors,
             text=True,
+            start_new_session=True,
         )
         failed: dict[tuple[str, int], str] = {}
         elapsed = 0.0
@@ -168,7 +171,7 @@ def run_trdg(
                     continue
                 for out_dir, index, err in msg:
                     if index == -1:
-                        proc.kill()
+                        _stop(proc)
                         if int(err.split()[1]) in DISK_FULL:
                             raise UserError(f"disk full while trdg was writing images ({err})")
                         raise UserError(f"trdg failed: {err}")
@@ -178,13 +181,24 @@ def run_trdg(
                     on_progress(len(msg))
             rc = proc.wait()
         except BaseException:
-            proc.kill()
-            proc.wait()
+            _stop(proc)
+            errors.close()
             raise
+        errors.seek(0)
+        tail = (errors.read().strip().splitlines() or ["(no output)"])[-1]
+        errors.close()
         if rc != 0:
-            last = (proc.stderr.read().strip().splitlines() or ["(no output)"])[-1]
-            raise UserError(f"trdg exited with code {rc}: {last}")
+            raise UserError(f"trdg exited with code {rc}: {tail}")
     return failed, elapsed
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill the runner and its pool workers (its process group), then reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def render_with_trdg(plan, tmp: Path, cfg, font_paths: dict[str, str], progress: bool) -> Counter:

@@ -169,7 +169,8 @@ def _leftovers(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir())
 
 
-def test_ctrl_c_leaves_nothing_that_looks_complete(fonts_dir, tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupt_leaves_nothing_that_looks_complete(fonts_dir, tmp_path, how):
     out = tmp_path / "out"
     args = ["data", "generate", "--out", str(out), "--fonts-dir", str(fonts_dir), "--quiet", "--workers", "2"]
     args += ["--count", "20000", "--val", "0", "--test", "0", "--coverage-min", "0"]
@@ -190,7 +191,10 @@ def test_ctrl_c_leaves_nothing_that_looks_complete(fonts_dir, tmp_path):
             time.sleep(0.1)
         else:
             pytest.fail("generation never started writing images")
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        else:
+            proc.send_signal(signal.SIGTERM)  # what Kubernetes does to a pod's main process
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
