@@ -22,7 +22,7 @@ BACKGROUNDS = ("plain", "noise", "paper", "quasicrystal", "mixed")
 MIXED_WEIGHTS = {"plain": 0.4, "noise": 0.2, "paper": 0.25, "quasicrystal": 0.15}
 BANK_WIDTH = 1024
 BANK_SIZE = 3
-GLYPH_CACHE = 20000  # glyph masks kept per font (a few kB each)
+GLYPH_CACHE = 16000  # glyph masks kept per process, all fonts together (~4 kB each)
 INKS = [(20, 20, 20), (25, 35, 120), (10, 40, 90), (120, 25, 25), (40, 40, 60)]
 PAPERS = [(255, 255, 255), (250, 246, 232), (242, 244, 248), (255, 252, 240)]
 
@@ -78,6 +78,7 @@ class Renderer:
         self.o = options or RenderOptions()
         self.seed = seed
         self._fonts: dict[tuple[str, int], _FontInfo] = {}
+        self._n_glyphs = 0
         self._banks: dict[str, list[np.ndarray]] = {}
         self._noise: np.ndarray | None = None
 
@@ -147,6 +148,7 @@ class Renderer:
             g = info.glyphs.get((ch, stroke))
             if g is None:
                 g = info.glyphs[ch, stroke] = _glyph(font, ch, stroke)
+                self._n_glyphs += 1
             glyphs.append(g)
             xs.append(x)
             ys.append(rng.uniform(-o.baseline_jitter, o.baseline_jitter) * size if jitter else 0.0)
@@ -166,8 +168,10 @@ class Renderer:
         for (glyph, gx, gy, _), cx, cy in zip(glyphs, xs, ys, strict=True):
             if glyph is not None:
                 mask.paste(fill, (round(pad + cx) + gx, round(mid + cy) + gy), glyph)
-        if len(info.glyphs) > GLYPH_CACHE:
-            info.glyphs.clear()
+        if self._n_glyphs > GLYPH_CACHE:
+            for f in self._fonts.values():
+                f.glyphs.clear()
+            self._n_glyphs = 0
 
         angle = rng.uniform(-o.skew, o.skew) if o.skew else 0.0
         if aug and rng.random() < o.distort_prob:
