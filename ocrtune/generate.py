@@ -13,6 +13,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import random
+import shutil
 import signal
 import threading
 from collections import Counter
@@ -276,9 +277,12 @@ def _write_lists(plan: Plan, tmp: Path, fmt: str, failed: Counter) -> dict[str, 
             rel = image_name(s.index, fmt)
             gt.append(f"{rel}\t{s.text}\n")
             side.append(f"{rel}\t{s.font}\t{s.source}\n")
+        written[split] = len(gt)
+        if not gt:  # an empty split gets no directory: readers take every SPLIT/gt.txt they find
+            shutil.rmtree(d, ignore_errors=True)
+            continue
         (d / GT_FILE).write_text("".join(gt), encoding="utf-8")
         (d / SAMPLES_FILE).write_text("".join(side), encoding="utf-8")
-        written[split] = len(gt)
     return written
 
 

@@ -258,3 +258,36 @@ def test_trdg_backend_small_run(fonts_dir, tmp_path):
     for rel, _ in gt["train"][:5]:
         with Image.open(out / "train" / rel) as im:
             assert im.height == 64 and im.format == "JPEG"
+
+
+def test_empty_split_has_no_dir_and_lmdb_reads_the_output(fonts_dir, tmp_path):
+    out, db = tmp_path / "data", tmp_path / "lmdb"
+    r = _gen(
+        out,
+        fonts_dir,
+        "--count",
+        "40",
+        "--val",
+        "0",
+        "--test",
+        "8",
+        "--test-fonts",
+        "1",
+        "--coverage-min",
+        "0",
+    )
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["test", "train"]
+    r = run_cli("data", "lmdb", str(out), str(db))
+    assert r.returncode == 0, r.stderr
+    from ocrtune.lmdb_format import LmdbReader
+
+    for split in ("train", "test"):
+        gt, side = read_gt(out / split), read_samples(out / split)
+        reader = LmdbReader(db / split)
+        try:
+            assert reader.labels() == [label for _, label in gt]
+            assert [reader.font(i) for i in range(len(reader))] == [side[rel][0] for rel, _ in gt]
+            assert reader.get(0)[0] == (out / split / gt[0][0]).read_bytes()
+        finally:
+            reader.close()
