@@ -61,8 +61,8 @@ def test_cli_validate(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"ocrtune: error: {bad}: unknown key 'data.colour' "
-        "(known: augment, background, charset, coverage_min, height, "
-        "image_format, seed, skew, test_count, test_fonts, train_count, "
+        "(known: augment, backend, background, charset, coverage_min, height, "
+        "image_format, margins, mix, seed, skew, test_count, test_fonts, train_count, "
         "val_count, wordfreq_top, words, workers)"
     ]
     r = run_cli("config", "validate", str(tmp_path / "missing.yaml"))
