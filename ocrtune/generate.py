@@ -153,6 +153,7 @@ def make_plan(
         "seed": cfg.seed,
         "by": ["font", "word"],
         "fonts": {s: sorted({x.font for x in samples[s]}) for s in SPLITS},
+        "font_pool": {"train_val": train_fonts, "test": test_fonts or train_fonts},
         "test_fonts_held_out": test_fonts,
         "test_fonts_unseen": bool(test_fonts),
         "words_shared_between_splits": shared,
@@ -364,11 +365,18 @@ def generate(
     fonts = load_fonts(fonts_dir)
     drawn = {f.name: frozenset(drawn_chars(f, charset)) for f in fonts}
     sources = load_sources(charset, cfg.words, cfg.wordfreq_top)
+    ws = sources.stats.to_dict()
+    say(
+        "words: "
+        + ", ".join(f"{name} {v['kept']} kept, {v['dropped']} dropped" for name, v in ws["sources"].items())
+        + f"; {ws['out_of_charset_total']} characters outside {cfg.charset}"
+        + (f" (most: {''.join(list(ws['out_of_charset_chars'])[:10])})" if ws["out_of_charset_total"] else "")
+    )
     plan = make_plan(cfg, charset, sources, drawn, mix)
     font_paths = {f.name: f.path for f in fonts}
     say(
-        f"plan: {sum(plan.split['counts'].values())} images, train fonts {len(plan.split['fonts']['train'])}, "
-        f"test fonts {', '.join(plan.split['test_fonts_held_out']) or '(same as train)'}"
+        f"plan: {sum(plan.split['counts'].values())} images; {len(plan.split['font_pool']['train_val'])} fonts "
+        f"for train/val; test fonts held out: {', '.join(plan.split['test_fonts_held_out']) or 'none'}"
     )
     with _signals_as_errors(), staged_dir(out, overwrite) as tmp:
         for split in SPLITS:
