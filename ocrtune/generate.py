@@ -92,7 +92,7 @@ def make_plan(
     weights = mix.weights()
     kinds, kw = list(weights), list(weights.values())
     skipped: Counter[str] = Counter()
-    used_train: set[str] = set()
+    used: set[str] = set()  # texts of the splits drawn before: train, then val
 
     def draw(split: str, n: int) -> list[tuple[str, str, str]]:
         out = []
@@ -108,7 +108,7 @@ def make_plan(
             if not set(text) <= charset_set:
                 skipped[f"{kind}: text outside the charset"] += 1
                 continue
-            if split != "train" and text in used_train and not shared:  # keep test words unseen
+            if split != "train" and text in used and not shared:  # keep val/test texts unseen
                 continue
             font = _font_choice(text, fonts, drawn, rng)
             if font is None:
@@ -143,10 +143,11 @@ def make_plan(
     n_cov = len(cov)
     rng.shuffle(rows)
     samples["train"] = [Sample("train", i, t, f, s) for i, (t, f, s) in enumerate(rows)]
-    used_train = {s.text for s in samples["train"]}
+    used.update(s.text for s in samples["train"])
     for split in ("val", "test"):
         rows = draw(split, counts[split]) if counts[split] else []
         samples[split] = [Sample(split, i, t, f, s) for i, (t, f, s) in enumerate(rows)]
+        used.update(t for t, _, _ in rows)
 
     texts = {s: {x.text for x in samples[s]} for s in SPLITS}
     split_info = {
