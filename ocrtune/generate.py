@@ -222,7 +222,11 @@ def render_items(
 ) -> Counter:
     """Render (split, index, text, font name) items to ROOT/split/images/; returns the failed (split, index)."""
     proto = Renderer(options, seed)
-    proto.warm()
+    chars: dict[str, set[str]] = {}
+    if workers > 1:
+        for _, _, text, font in items:
+            chars.setdefault(font_paths[font], set()).update(text)
+    proto.warm(chars)
     _proto["renderer"] = proto
     chunks = [items[i : i + CHUNK] for i in range(0, len(items), CHUNK)]
     init = (fmt, font_paths, str(root))

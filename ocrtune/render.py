@@ -94,14 +94,21 @@ class Renderer:
             self._fonts[key] = info
         return info
 
-    def warm(self) -> None:
-        """Build the background textures now (before forking workers, so that they share them)."""
+    def warm(self, chars: dict[str, set[str]] | None = None) -> None:
+        """Build background textures and the plain-pen glyphs of ``chars`` (font path -> characters) now:
+        done before forking workers, they share them instead of each building its own."""
         kinds = list(MIXED_WEIGHTS) if self.o.background == "mixed" else [self.o.background]
         for kind in kinds:
             if kind != "plain":
                 self._bank(kind)
         if self.o.augment:
             self._noise_field()
+        for path, cs in (chars or {}).items():
+            info = self._font(str(path), self.o.height)
+            for ch in cs:
+                if (ch, 0) not in info.glyphs and self._n_glyphs < GLYPH_CACHE:
+                    info.glyphs[ch, 0] = _glyph(info.font, ch, 0)
+                    self._n_glyphs += 1
 
     # -- backgrounds -------------------------------------------------------------------------------
     def _bank(self, kind: str) -> list[np.ndarray]:
