@@ -77,12 +77,13 @@ def open_reader(
 
 
 def reader_input(item: Any) -> Any:
-    """Hand Reader what a user would: a path stays a path (Reader's cv2.imread in grayscale), bytes stay
-    bytes, base64 text becomes bytes, a PIL image becomes a grayscale array, an array passes as is."""
-    if isinstance(item, np.ndarray | bytes):
+    """Hand Reader what a user would: a path stays a path (Reader reads it with cv2.imread in grayscale);
+    encoded bytes (or base64 text of them) are decoded the same way, as the content of such a file (Reader's
+    own bytes branch would swap the red and blue weights); a PIL image becomes a grayscale array."""
+    if isinstance(item, np.ndarray):
         return item
-    if isinstance(item, bytearray):
-        return bytes(item)
+    if isinstance(item, bytes | bytearray):
+        return _decode_gray(bytes(item))
     if isinstance(item, Image.Image):
         return np.asarray(item.convert("L"))
     if isinstance(item, Path):
@@ -91,10 +92,20 @@ def reader_input(item: Any) -> Any:
         if os.path.exists(item):
             return item
         try:
-            return base64.b64decode(item, validate=True)
+            data = base64.b64decode(item, validate=True)
         except Exception:
             raise ValueError(f"not an image path nor base64 image data: {item[:60]!r}") from None
+        return _decode_gray(data)
     raise TypeError(f"cannot read an image from {type(item).__name__}")
+
+
+def _decode_gray(data: bytes) -> np.ndarray:
+    import cv2
+
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if gray is None:
+        raise ValueError("image bytes do not decode as an image")
+    return gray
 
 
 def read_crop(reader, image: Any) -> tuple[str, float]:
