@@ -24,9 +24,13 @@ fonts: setup
 trdg: setup
 	-$(BIN)/python -c "from ocrtune.trdg_backend import ensure_trdg; ensure_trdg()"
 
-## run: bring the local stack (SeaweedFS S3 + MLflow) up and print its status
+CONFIG ?= tiny
+
+## run: the main job: the local stack (SeaweedFS S3 + MLflow) up, then the whole pipeline on this machine
+## (data -> LMDB -> DDP training -> export -> parity -> register -> promote) with the $(CONFIG) profile
 run: setup fonts
 	$(BIN)/ocrtune stack up
+	$(BIN)/ocrtune run --config $(CONFIG)
 	$(BIN)/ocrtune stack status
 
 ## test: the whole test suite, servers started and stopped by the tests themselves
@@ -46,4 +50,4 @@ stack-down: setup
 
 clean:
 	-test -x $(BIN)/ocrtune && $(BIN)/ocrtune stack down
-	rm -rf $(VENV) .ocrtune .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .ocrtune runs .pytest_cache .ruff_cache *.egg-info
