@@ -83,8 +83,14 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+THREADS_ENV = "OCRTUNE_THREADS"
+
+
 def threads_per_rank(dist_env: DistEnv, cores: int | None = None) -> int:
-    """Cores of this machine shared evenly among the ranks that run on it."""
+    """Cores of this machine shared evenly among the ranks that run on it (or $OCRTUNE_THREADS)."""
+    forced = _int(os.environ, THREADS_ENV)
+    if forced is not None and forced > 0:
+        return forced
     cores = cpu_count() if cores is None else cores
     return max(1, cores // max(1, dist_env.local_world_size))
 

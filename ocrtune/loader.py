@@ -348,6 +348,13 @@ def eval_batches(source: LmdbSource, batch_size: int) -> list[list[tuple[int, in
     return out
 
 
+def _worker_init(_worker_id: int) -> None:
+    """A SIGTERM sent to the whole process group must not kill workers mid-step: the trainer handles it."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_loader(
     dataset: LmdbDataset,
     batch_sampler,
@@ -362,5 +369,6 @@ def make_loader(
         num_workers=workers,
         pin_memory=pin_memory,
         persistent_workers=False,
+        worker_init_fn=_worker_init if workers > 0 else None,
         prefetch_factor=4 if workers > 0 else None,
     )

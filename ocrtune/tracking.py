@@ -210,7 +210,7 @@ def prediction_image(samples: Sequence[tuple[bytes, str, str, float]], path: str
 
     from PIL import Image, ImageDraw
 
-    rows, width, row_h = [], 640, 110
+    width, row_h = 640, 110
     font = _label_font(18)
     sheet = Image.new("RGB", (width, row_h * len(samples)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -224,7 +224,6 @@ def prediction_image(samples: Sequence[tuple[bytes, str, str, float]], path: str
             draw.text((5, y + 5), "(unreadable image)", fill="red", font=font)
         colour = (0, 128, 0) if gt == pred else (200, 0, 0)
         draw.text((5, y + 74), f"gt: {gt}   pred: {pred}   conf: {conf:.3f}", fill=colour, font=font)
-        rows.append(k)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
     sheet.save(tmp)

@@ -310,6 +310,8 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
             header.append(f"data {s.path}: {s.stats.as_dict()}")
         if state is not None:
             header.append(f"resumed from {ckpt_path} at step {start_step}")
+        elif job.resume:
+            header.append(f"note: --resume but no checkpoint at {ckpt_path}: starting fresh")
         trainlog.write("\n".join(header) + "\n" + "-" * 80, echo=True)
         params_log = {
             **asdict(cfg),
