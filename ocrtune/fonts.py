@@ -72,6 +72,22 @@ class Font:
     sha256: str
 
 
+def face_of(font: Font) -> str:
+    """The typeface a font file draws, from its family name, so one hand shipped twice counts once.
+
+    Lower-cased, letters and digits only, a trailing "script" dropped: Debian's "Nanum Pen Script" and npm's
+    "Nanum Pen" are one face, and so are the regular and the bold of NanumBarunpen.
+    """
+    from PIL import ImageFont
+
+    try:
+        family = ImageFont.truetype(font.path, 20).getname()[0] or font.name
+    except OSError:
+        family = font.name
+    key = "".join(ch for ch in family.lower() if ch.isalnum())
+    return key.removesuffix("script") or key
+
+
 def default_fonts_dir() -> Path:
     """``$OCRTUNE_FONTS_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/ocrtune/fonts``."""
     env = os.environ.get("OCRTUNE_FONTS_DIR")

@@ -58,9 +58,18 @@ def _font_choice(
 
 
 def make_plan(
-    cfg: DataConfig, charset: str, sources: WordSources, drawn: dict[str, frozenset], mix: WordMix
+    cfg: DataConfig,
+    charset: str,
+    sources: WordSources,
+    drawn: dict[str, frozenset],
+    mix: WordMix,
+    faces: dict[str, str] | None = None,
 ) -> Plan:
-    """Decide every sample: text, font and split. ``drawn`` maps font name -> characters it really draws."""
+    """Decide every sample: text, font and split. ``drawn`` maps font name -> characters it really draws.
+
+    ``faces`` maps font name -> typeface: the test split holds out whole faces, so the same hand shipped
+    twice (Debian's and npm's Nanum Pen, a regular and a bold) never sits on both sides of the split.
+    """
     rng = random.Random(f"ocrtune-plan:{cfg.seed}")
     counts = {"train": cfg.train_count, "val": cfg.val_count, "test": cfg.test_count}
     names = sorted(drawn)
@@ -69,12 +78,15 @@ def make_plan(
         raise UserError("no font draws any character of the charset")
     # --- fonts: test fonts held out entirely
     n_test_fonts = cfg.test_fonts if counts["test"] > 0 else 0
-    if n_test_fonts and len(usable) <= n_test_fonts:
+    face_of = {n: (faces or {}).get(n, n) for n in usable}
+    all_faces = sorted(set(face_of.values()))
+    if n_test_fonts and len(all_faces) <= n_test_fonts:
         raise UserError(
-            f"{len(usable)} usable font(s) cannot hold out {n_test_fonts} test font(s) and still train "
-            "(fetch more fonts, or set data.test_fonts lower)"
+            f"{len(all_faces)} usable typeface(s) cannot hold out {n_test_fonts} for the test split and still "
+            "train (fetch more fonts, or set data.test_fonts lower)"
         )
-    test_fonts = sorted(rng.sample(usable, n_test_fonts)) if n_test_fonts else []
+    test_faces = set(rng.sample(all_faces, n_test_fonts)) if n_test_fonts else set()
+    test_fonts = sorted(n for n in usable if face_of[n] in test_faces)
     train_fonts = [n for n in usable if n not in test_fonts]
     split_fonts = {"train": train_fonts, "val": train_fonts, "test": test_fonts or train_fonts}
     # --- words: disjoint parts of each list by a stable hash
@@ -351,7 +363,7 @@ def generate(
 ) -> dict:
     """Generate OUT/{train,val,test} + split.json + card; returns the card."""
     from .card import write_card
-    from .fonts import load_fonts
+    from .fonts import face_of, load_fonts
     from .glyphs import drawn_chars
 
     say = echo or (lambda _m: None)
@@ -377,7 +389,7 @@ def generate(
         + f"; {ws['out_of_charset_total']} characters outside {cfg.charset}"
         + (f" (most: {''.join(list(ws['out_of_charset_chars'])[:10])})" if ws["out_of_charset_total"] else "")
     )
-    plan = make_plan(cfg, charset, sources, drawn, mix)
+    plan = make_plan(cfg, charset, sources, drawn, mix, faces={f.name: face_of(f) for f in fonts})
     font_paths = {f.name: f.path for f in fonts}
     say(
         f"plan: {sum(plan.split['counts'].values())} images; {len(plan.split['font_pool']['train_val'])} fonts "

@@ -22,7 +22,7 @@ from ocrtune.charsets import load_charset
 from ocrtune.config import DataConfig
 from ocrtune.datasets import read_gt, read_samples
 from ocrtune.errors import UserError
-from ocrtune.fonts import fetch_fonts, load_fonts
+from ocrtune.fonts import face_of, fetch_fonts, load_fonts
 from ocrtune.generate import generate
 from ocrtune.glyphs import drawn_chars
 
@@ -97,6 +97,11 @@ def test_generate_split_card_and_worker_independence(fonts_dir, tmp_path):
     assert fonts["test"] and not fonts["test"] & (fonts["train"] | fonts["val"])
     split = json.loads((a / "split.json").read_text("utf-8"))
     assert set(split["test_fonts_held_out"]) == fonts["test"]
+    # ... and by typeface: one hand shipped twice (Debian's and npm's Nanum Pen) stays on one side
+    face = {f.name: face_of(f) for f in load_fonts(fonts_dir)}
+    assert face["NanumPen"] == face["NanumPenScript"]
+    held_out = {face[n] for n in fonts["test"]}
+    assert not held_out & {face[n] for n in fonts["train"] | fonts["val"]}
     # split by word: no test text is a train text
     texts = {s: {label for _, label in gt[s]} for s in gt}
     assert not texts["test"] & texts["train"] and not texts["test"] & texts["val"]
@@ -162,7 +167,7 @@ def test_bad_word_file_and_too_few_fonts(fonts_dir, tmp_path):
     r = _gen(
         tmp_path / "o", fonts_dir, "--count", "20", "--test", "5", "--test-fonts", "4", "--coverage-min", "0"
     )
-    assert r.returncode == 2 and "cannot hold out 4 test font(s)" in r.stderr
+    assert r.returncode == 2 and "3 usable typeface(s) cannot hold out 4" in r.stderr
     assert not (tmp_path / "o").exists()
 
 
