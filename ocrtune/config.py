@@ -32,7 +32,7 @@ class DataConfig:
     train_count: int = 2000
     val_count: int = 200
     test_count: int = 200
-    test_fonts: int = 2  # fonts held out of training entirely
+    test_fonts: int = 2  # typefaces held out of training entirely (every font file of each)
     height: int = 64
     skew: float = 15.0
     background: str = "mixed"
