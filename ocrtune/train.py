@@ -211,6 +211,11 @@ def run(cfg: TrainConfig, job: Job) -> dict:
     launch.init(dist_env, device.type)
     try:
         return _run(cfg, job, dist_env, device, threads)
+    except BaseException:
+        mlflow = sys.modules.get("mlflow")
+        if mlflow is not None and mlflow.active_run() is not None:  # a failed run is not left "running"
+            mlflow.end_run(status="FAILED")
+        raise
     finally:
         launch.shutdown()
 

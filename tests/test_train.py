@@ -424,3 +424,16 @@ def test_mlflow_logs_params_metrics_card_plots_and_system(data, tmp_path, stack_
     assert [a.path for a in client.list_artifacts(mlrun.info.run_id, "dataset/train")] == [
         "dataset/train/card.json"
     ]
+    # a run that fails is marked FAILED, not left running
+    bad = tiny_cfg(data, lr=1e30, warmup_steps=0, schedule="constant", max_bad_steps=2, max_steps=10)
+    with pytest.raises(UserError, match="not finite"):
+        run(
+            bad,
+            Job(
+                train=[data["train"]], val=data["val"], out=str(tmp_path / "bad"), mlflow=True, progress=False
+            ),
+        )
+    last = client.search_runs(
+        [mlrun.info.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )
+    assert last[0].info.run_id != mlrun.info.run_id and last[0].info.status == "FAILED"
