@@ -13,6 +13,7 @@ import io
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -372,3 +373,20 @@ def make_loader(
         worker_init_fn=_worker_init if workers > 0 else None,
         prefetch_factor=4 if workers > 0 else None,
     )
+
+
+@contextmanager
+def iterate(loader: torch.utils.data.DataLoader) -> Iterator:
+    """``iter(loader)`` whose worker processes are stopped on the way out, however the loop ends.
+
+    Left to garbage collection, a live iterator can outlast the training loop (an exception's traceback, a
+    reference cycle); at interpreter exit multiprocessing then joins workers that ignore SIGTERM (they must
+    survive a group-wide one) and the process never exits.
+    """
+    it = iter(loader)
+    try:
+        yield it
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()

@@ -27,7 +27,7 @@ from .charsets import load_charset
 from .config import TrainConfig
 from .errors import UserError
 from .evaluate import Scores, collect, ctc_loss, prediction_table
-from .loader import BucketBatchSampler, Collate, LmdbDataset, LmdbSource, eval_batches, make_loader
+from .loader import BucketBatchSampler, Collate, LmdbDataset, LmdbSource, eval_batches, iterate, make_loader
 
 log = logging.getLogger(__name__)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped by SIGTERM after saving a checkpoint; rerun with --resume
@@ -428,11 +428,10 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.max_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
-    batches = iter(loader)
     step = start_step
     tick, rate = time.perf_counter(), 0.0
     timed_samples, timed_seconds = 0, 0.0
-    with StopFlag() as stop:
+    with iterate(loader) as batches, StopFlag() as stop:
         while step < cfg.max_steps:
             batch = next(batches)
             counters.dropped_samples += batch["dropped"]

@@ -382,14 +382,19 @@ def test_sigterm_saves_a_checkpoint_exits_75_and_resumes(data, tmp_path):
     )
 
 
-def test_torchrun_two_gloo_ranks_train_checkpoint_and_log(data, tmp_path):
-    cfg_file = config_yaml(tmp_path / "c.yaml", data, max_steps=3, val_interval=3, checkpoint_interval=3)
+def test_torchrun_two_gloo_ranks_train_checkpoint_and_log(data, tmp_path, stack_env):
+    # a loader worker process per rank and MLflow on rank 0, as `make run` trains: the ranks must still exit
+    # (workers ignore SIGTERM, so a leaked loader iterator hung rank 0 at exit; see loader.iterate)
+    cfg_file = config_yaml(
+        tmp_path / "c.yaml", data, max_steps=3, val_interval=3, checkpoint_interval=3, workers=1
+    )
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2"]
     cmd += ["--standalone", "-m", "ocrtune", "train"]
     cmd += ["--config", str(cfg_file), "--train", data["train"], "--val", data["val"], "--out", str(out)]
-    cmd += ["--no-mlflow", "--no-progress"]
-    r = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=300)
+    cmd += ["--no-progress"]
+    env = cli_env(MLFLOW_TRACKING_URI=stack_env["MLFLOW_TRACKING_URI"])
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     state = ckpt.load(out / "checkpoint.pth")
     assert state["step"] == 3 and len(state["rng"]) == 2 and state["sampler"]["world_size"] == 2
