@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,12 @@ from ocrtune.stack import LocalStack, free_ports
 from ocrtune.storage import ObjectStore, S3Settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a Ctrl-C test: a background job (``cmd &``, nohup, some CI runners) starts with
+    SIGINT ignored and its children inherit that, so Python would never raise KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(*args: str, cwd: str | Path | None = None, env: dict | None = None, timeout: float = 300):

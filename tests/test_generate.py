@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, sigint_as_in_a_terminal
 from PIL import Image
 
 from ocrtune.card import content_hash
@@ -186,6 +186,7 @@ def test_interrupt_leaves_nothing_that_looks_complete(fonts_dir, tmp_path, how):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=sigint_as_in_a_terminal,
     )
     deadline = time.time() + 120
     try:

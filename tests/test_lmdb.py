@@ -16,7 +16,7 @@ from pathlib import Path
 import lmdb
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, sigint_as_in_a_terminal
 from PIL import Image, ImageDraw
 
 from ocrtune.errors import UserError
@@ -230,6 +230,7 @@ def _partials(parent: Path) -> list[Path]:
 
 
 def _start_lmdb(src: Path, dst: Path, **kw) -> subprocess.Popen:
+    kw.setdefault("preexec_fn", sigint_as_in_a_terminal)
     return subprocess.Popen(
         [sys.executable, "-m", "ocrtune", "data", "lmdb", str(src), str(dst)],
         cwd=REPO,
