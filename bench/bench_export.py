@@ -28,8 +28,9 @@ from machine import machine  # noqa: E402
 from ocrtune.charsets import load_charset  # noqa: E402
 from ocrtune.decode import read_crops  # noqa: E402
 from ocrtune.easyocr_reader import open_reader  # noqa: E402
-from ocrtune.export import export_model, load_weights  # noqa: E402
+from ocrtune.export import export_model  # noqa: E402
 from ocrtune.model import Model  # noqa: E402
+from ocrtune.pretrained import load_recognizer_state  # noqa: E402
 
 
 def crops(n: int) -> list[np.ndarray]:
@@ -81,7 +82,7 @@ def main() -> None:
             detector=False,
             verbose=False,
         )
-        state, _ = load_weights(Path(export) / "custom.pth")
+        state, _ = load_recognizer_state(Path(export) / "custom.pth")
         net = Model(num_class=97)
         net.load_state_dict(state)
         charset = load_charset("english_g2")

@@ -82,12 +82,12 @@ def ocrtune_predictions(
 
     from .decode import read_crops
     from .easyocr_reader import export_name, model_config
-    from .export import load_weights
     from .model import Model
+    from .pretrained import load_recognizer_state
 
     d = Path(model_dir)
     cfg = model_config(d)
-    state, _ = load_weights(d / f"{export_name(d)}.pth")
+    state, _ = load_recognizer_state(d / f"{export_name(d)}.pth")
     net = Model(num_class=int(state["Prediction.weight"].shape[0]), **cfg["network_params"])
     net.load_state_dict(state)
     if quantize:  # exactly Reader's CPU path (get_recognizer(quantize=True))

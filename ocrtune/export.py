@@ -22,6 +22,7 @@ import yaml
 from . import model as model_module
 from .easyocr_reader import export_name
 from .errors import UserError
+from .pretrained import load_recognizer_state
 
 NETWORK_PARAMS = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}
 ALLOWED_IMPORTS = {"torch", "__future__", "typing", "math"}
@@ -44,28 +45,6 @@ def _network_source() -> str:
     return src
 
 
-def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Weights (keys without ``module.``) and metadata from a training checkpoint or a bare state dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such checkpoint")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"{path}: not a torch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path}: not a state dict or training checkpoint")
-    meta: dict[str, Any] = {}
-    state = obj
-    if isinstance(obj.get("model"), dict):
-        state = obj["model"]
-        meta = {k: v for k, v in obj.items() if k in ("charset", "step", "config", "imgH") and v is not None}
-    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
-    if "Prediction.weight" not in state:
-        raise UserError(f"{path}: not a None-VGG-BiLSTM-CTC recognizer (no Prediction.weight)")
-    return state, meta
-
-
 def check_charset(num_class: int, charset: str, where: str) -> None:
     if len(charset) + 1 != num_class:
         raise UserError(
@@ -86,8 +65,8 @@ def export_model(
     """Write NAME.pth/.yaml/.py into ``out`` atomically and prove the trio loads with strict keys."""
     if not name.isidentifier():
         raise UserError(f"export name '{name}' must be a Python identifier (it is EasyOCR's recog_network)")
-    state, meta = load_weights(checkpoint)
-    charset = charset or meta.get("charset")
+    state, recorded = load_recognizer_state(checkpoint)
+    charset = charset or recorded
     if not charset:
         raise UserError(f"{checkpoint}: the checkpoint records no charset; pass --charset")
     num_class = int(state["Prediction.weight"].shape[0])
@@ -103,7 +82,7 @@ def export_model(
         )
         config = {
             "network_params": dict(NETWORK_PARAMS),
-            "imgH": int(meta.get("imgH", img_h)),
+            "imgH": int(img_h),
             "lang_list": list(lang_list or ["ko", "en"]),
             "character_list": charset,
         }

@@ -7,7 +7,6 @@ A download never leaves a half-written or unverified file in the cache.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -38,12 +37,11 @@ def default_models_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ocrtune" / "models"
 
 
-def md5_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def md5_file(path: str | Path) -> str:
+    """The digest EasyOCR's config records for its model files."""
+    from .storage import file_digest
+
+    return file_digest(path, "md5")
 
 
 def model_source(name: str, url: str | None = None, md5: str | None = None) -> tuple[str, str, str]:
