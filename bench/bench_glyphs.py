@@ -9,7 +9,6 @@ ImageDraw render with a pixel count; then a cold ``fonts report``-style pass ove
 
 from __future__ import annotations
 
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,23 +25,8 @@ from ocrtune.charsets import all_syllables, load_charset  # noqa: E402
 from ocrtune.fonts import fetch_fonts  # noqa: E402
 from ocrtune.glyphs import RENDER_PX, coverage, coverage_table, drawn_chars, mapped_codepoints  # noqa: E402
 
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    import os
-
-    import PIL
-    import torch
-    from PIL import features
-
-    return (
-        f"{cpu}, {len(os.sched_getaffinity(0))} cores; python {platform.python_version()}, "
-        f"torch {torch.__version__}, Pillow {PIL.__version__}, FreeType {features.version('freetype2')}"
-    )
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
 
 
 def cmap_only(path, chars, mapped):
@@ -93,7 +77,7 @@ METHODS = [
 
 
 def main() -> None:
-    print(f"machine: {machine()}")
+    print(f"machine: {machine('PIL')}")
     fonts = {f.name: f for f in fetch_fonts()}
     chosen = [(n, fonts[n].path) for n in ("NanumPen", "Gaegu", "EastSeaDokdo") if n in fonts]
     square = Path("/usr/share/fonts/truetype/nanum/NanumSquareL.ttf")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import platform
 import random
 import shutil
 import sys
@@ -24,24 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ocrtune.charsets import load_charset  # noqa: E402
 from ocrtune.lmdb_format import LmdbReader, write_lmdb  # noqa: E402
 
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import lmdb
-    import PIL
-    import torch
-
-    return (
-        f"{cpu}, {os.cpu_count()} cores, python {platform.python_version()}, torch {torch.__version__}, "
-        f"lmdb {lmdb.__version__}, Pillow {PIL.__version__}"
-    )
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
 
 
 def korean_font() -> Path:
@@ -120,7 +102,7 @@ def main() -> None:
     ap.add_argument("--reads", type=int, default=20000, help="random reads timed")
     args = ap.parse_args()
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine('lmdb', 'PIL')}")
     font_path = korean_font()
     font = ImageFont.truetype(str(font_path), 72)
     ws = words(args.words)

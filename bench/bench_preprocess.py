@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import platform
 import random
 import sys
 import time
@@ -25,22 +23,10 @@ from ocrtune.charsets import load_charset  # noqa: E402
 from ocrtune.decode import decode_greedy  # noqa: E402
 from ocrtune.preprocess import pad_batch, preprocess, preprocess_with_width, to_gray  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
+
 FONT = "/usr/share/fonts/truetype/nanum/NanumPen.ttf"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    import cv2
-    import PIL
-
-    return (
-        f"{cpu}, {os.cpu_count()} cores, python {platform.python_version()}, torch {torch.__version__}, "
-        f"opencv {cv2.__version__}, Pillow {PIL.__version__}, load average {os.getloadavg()[0]:.1f}"
-    )
 
 
 def word_jpegs(n: int, seed: int = 0) -> list[bytes]:
@@ -91,7 +77,7 @@ def main() -> None:
     data = word_jpegs(args.words)
     greys = [to_gray(d) for d in data]
     widths = [g.shape[1] * 64 / g.shape[0] for g in greys]
-    print(f"machine: {machine()}")
+    print(f"machine: {machine('cv2', 'PIL')}")
     print(
         f"{len(data)} JPEG word crops, mean width at height 64: {np.mean(widths):.0f} px; best of {args.rounds}"
     )

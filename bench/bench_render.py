@@ -10,11 +10,9 @@ the end-to-end time of `ocrtune data generate` for 10,000 images, extrapolated t
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
-import os
-import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,24 +24,11 @@ from ocrtune.render import RenderOptions
 from ocrtune.trdg_backend import ensure_trdg, run_trdg
 from ocrtune.words import wordfreq_words
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
+
 HEIGHT, SKEW = 64, 15.0
 FONT = "NanumPen"
-
-
-def machine() -> str:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()
-    return (
-        f"CPU {cpu}, {os.cpu_count()} cores, load average {load[0]:.1f}/{load[1]:.1f}; python "
-        f"{platform.python_version()}, torch {md.version('torch')}, Pillow {md.version('pillow')} (ours)"
-    )
 
 
 def ours(
@@ -82,7 +67,7 @@ def main() -> None:
     trdg_pillow = subprocess.run(
         [str(python), "-c", "import PIL; print(PIL.__version__)"], capture_output=True, text=True
     ).stdout.strip()
-    print(machine() + f"; trdg 1.8.0 with Pillow {trdg_pillow} in its own venv")
+    print(machine("PIL") + f"; trdg 1.8.0 with Pillow {trdg_pillow} in its own venv")
     print(
         f"{len(words)} Korean words (wordfreq), font {Path(font).name}, height {HEIGHT}, skew +-{SKEW:g}, JPEG"
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import re
 import resource
 import shutil
@@ -35,20 +34,11 @@ from ocrtune.lmdb_format import LmdbReader, write_lmdb  # noqa: E402
 from ocrtune.loader import BucketBatchSampler, Collate, LmdbDataset, LmdbSource, make_loader  # noqa: E402
 from ocrtune.preprocess import preprocess  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine  # noqa: E402
+
 FONT_DIR = Path("/usr/share/fonts/truetype/nanum")
 FONTS = ["NanumPen.ttf", "NanumBrush.ttf", "NanumBarunpenR.ttf"]
-
-
-def machine() -> str:
-    import torch
-
-    from ocrtune.tracking import system_info
-
-    info = system_info()
-    return (
-        f"{info['cpu']}, {info['cores']} cores, python {platform.python_version()}, torch {torch.__version__}, "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
 
 
 def make_data(root: Path, n: int) -> tuple[Path, float]:

@@ -4,17 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def machine(*modules: str) -> str:
@@ -23,8 +12,10 @@ def machine(*modules: str) -> str:
 
     import torch
 
+    from ocrtune.tracking import system_info
+
     parts = [
-        f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores (load {os.getloadavg()[0]:.1f})",
+        f"{system_info()['cpu']}, {len(os.sched_getaffinity(0))} cores (load {os.getloadavg()[0]:.1f})",
         f"python {platform.python_version()}",
         f"torch {torch.__version__}",
     ]
