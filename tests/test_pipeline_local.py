@@ -76,6 +76,22 @@ def test_local_pipeline_end_to_end(stack_env, tmp_path):
     assert plain["n"] == parity["samples"]
     assert abs(plain["accuracy"] - parity["ocrtune_accuracy"]) <= 0.01, (plain, parity)
 
+    # read by alias straight from the registry, beside the pulled copy: the same model, the same reading
+    rel = (run_dir / "data/val/gt.txt").read_text("utf-8").splitlines()[0].split("\t", 1)[0]
+    r = run_cli(
+        "ocr",
+        str(run_dir / "data/val" / rel),
+        "--model",
+        "models:/e2e-english@champion",
+        "--compare-with",
+        str(pulled),
+        "--json",
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = json.loads(r.stdout.strip().splitlines()[-1])
+    assert row["string"] == row["compare"]["string"] and row["confidence"] == row["compare"]["confidence"]
+
     # the run is cached step by step: a second `ocrtune run` does no work and changes nothing
     r = run_cli("run", "--config", str(tmp_path / "run.yaml"), "--runs-dir", str(tmp_path / "runs"), env=env)
     assert r.returncode == 0 and "[train] cached" in r.stdout and "[promote] cached" in r.stdout
