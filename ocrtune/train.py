@@ -90,9 +90,29 @@ def pick_device(spec: str, dist_env: launch.DistEnv) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: oneDNN runs bf16 convolutions and matmuls natively (about 2x fp32 here)."""
+    cpu = getattr(torch, "cpu", None)
+    try:
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: do not guess
+        return False
+
+
 def amp_setup(mode: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, use GradScaler). AMP runs on GPU only: bf16 where supported, else fp16."""
-    if device.type != "cuda" or mode == "off":
+    """(autocast dtype or None, use GradScaler).
+
+    GPU: bf16 where supported, else fp16 with a GradScaler. CPU: bf16 when asked, and under ``auto`` only where
+    the CPU has native bf16 (elsewhere bf16 is emulated and slower than fp32); fp16 is a GPU format.
+    Weights and optimizer state stay fp32 either way, so checkpoints and exports are the same format.
+    """
+    if mode == "off":
+        return None, False
+    if device.type != "cuda":
+        if mode == "fp16":
+            raise UserError("train.amp fp16 needs a GPU: use bf16, auto or off on CPU")
+        if mode == "bf16" or (mode == "auto" and cpu_has_native_bf16()):
+            return torch.bfloat16, False
         return None, False
     if mode == "auto":
         mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -354,7 +374,9 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
     def validate(step: int, train_loss: float, started: float) -> bool:
         """Score on all ranks, log on rank 0; True when early stopping says stop."""
         batches = (collate([val_dataset[k] for k in b]) for b in val_plan)
-        scores, examples = collect(model, batches, charset, device=device, amp_dtype=amp_dtype)
+        # on CPU validation runs in fp32, as Reader reads: its accuracy is the one the export will show
+        val_dtype = amp_dtype if device.type == "cuda" else None
+        scores, examples = collect(model, batches, charset, device=device, amp_dtype=val_dtype)
         merged = Scores()
         parts = _gather((asdict(scores), examples), distributed, world)
         for part, _ in parts:

@@ -276,7 +276,7 @@ def test_single_process_training_learns_logs_like_dtrb_and_keeps_best(data, tmp_
     from ocrtune.surgery import build_model
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = tiny_cfg(data)
+    cfg = tiny_cfg(data, amp="off")
     out = tmp_path / "run"
     summary = run(cfg, Job(train=[data["train"]], val=data["val"], out=str(out), progress=False))
     assert summary["status"] == "finished" and summary["step"] == 6 and summary["bad_steps"] == 0
@@ -314,7 +314,8 @@ def shift_augment(image, rng):
 
 def test_resume_equals_an_uninterrupted_run_bitwise(data, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = tiny_cfg(data, max_steps=4, val_interval=2, checkpoint_interval=100)
+    # bf16 autocast (what amp auto picks on a CPU with AVX512-BF16/AMX) resumes bitwise too
+    cfg = tiny_cfg(data, max_steps=4, val_interval=2, checkpoint_interval=100, amp="bf16")
     ratios = [0.5, 0.5]
     common = dict(train=[data["train"], data["val"]], val=data["val"], ratios=ratios, augment=shift_augment)
     whole = run(cfg, Job(out=str(tmp_path / "whole"), progress=False, **common))
@@ -336,6 +337,17 @@ def test_resume_equals_an_uninterrupted_run_bitwise(data, tmp_path, monkeypatch)
         assert ka == kb and all(torch.equal(sa[n], sb[n]) for n in sa)
     assert a["scheduler"] == b["scheduler"]
     assert whole["history"] == resumed["history"]
+
+
+def test_amp_on_cpu_is_bf16_where_native_and_never_fp16():
+    from ocrtune.train import amp_setup, cpu_has_native_bf16
+
+    cpu = torch.device("cpu")
+    assert amp_setup("off", cpu) == (None, False)
+    assert amp_setup("bf16", cpu) == (torch.bfloat16, False)
+    assert amp_setup("auto", cpu) == ((torch.bfloat16, False) if cpu_has_native_bf16() else (None, False))
+    with pytest.raises(UserError, match="fp16 needs a GPU"):
+        amp_setup("fp16", cpu)
 
 
 def test_non_finite_loss_is_skipped_counted_and_aborts_after_n_in_a_row(data, tmp_path, monkeypatch):
