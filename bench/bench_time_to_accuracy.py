@@ -66,6 +66,7 @@ def config(lang: str, words: Path | None, args) -> dict:
             "batch_size": args.batch,
             "max_steps": 1000,  # replaced after calibration
             "lr": args.lr or (1e-4 if en else 1e-3),
+            "head_lr_scale": args.head_lr_scale,
             "warmup_steps": 20,
             "val_interval": 10**6,
             "checkpoint_interval": 10**6,
@@ -123,11 +124,14 @@ def main() -> None:
     ap.add_argument("--nproc", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float)
+    ap.add_argument("--head-lr-scale", type=float, default=1.0, help="output layer LR = lr x this")
+    ap.add_argument("--steps", type=int, help="a fixed schedule of this many steps instead of calibrating")
     ap.add_argument("--train-count", type=int, default=20000)
     ap.add_argument("--test-count", type=int, default=300)
     ap.add_argument("--keep", type=Path, help="keep the work directory here")
     args = ap.parse_args()
     print(f"machine: {machine('easyocr')}")
+    print(f"options: {vars(args)}")
     tmp = Path(tempfile.mkdtemp(prefix="ocrtune-tta-"))
     root = args.keep or tmp
     root.mkdir(parents=True, exist_ok=True)
@@ -162,15 +166,22 @@ def main() -> None:
         base = 0.0
         print("english_g2 cannot read Hangul: the Korean curve starts at 0")
 
-    # calibrate steps/s on a throwaway run, then fix the schedule to fill the time budget
-    calib = train(cfg_file, root, root / "calib", args.nproc, stop_at=30)
-    calib2 = train(cfg_file, root, root / "calib", args.nproc, stop_at=60)
-    step_s = calib2 / 30
-    total = int(args.minutes * 60 / step_s)
-    print(
-        f"calibration: {step_s:.3f} s/step with {args.nproc} ranks at batch {args.batch} "
-        f"(first 30 steps {calib:.0f} s incl. start-up) -> {total} steps in {args.minutes:.0f} min"
-    )
+    for old_run in ("calib", "train"):  # a kept directory's runs would be resumed, not re-run
+        shutil.rmtree(root / old_run, ignore_errors=True)
+    if args.steps:
+        total = args.steps
+        print(f"schedule: {total} steps (--steps)")
+    else:
+        # calibrate s/step on a throwaway run: (20 -> 60 resumed) - (0 -> 20), so start-up cancels out
+        calib = train(cfg_file, root, root / "calib", args.nproc, stop_at=20)
+        calib2 = train(cfg_file, root, root / "calib", args.nproc, stop_at=60)
+        step_s = (calib2 - calib) / 20
+        total = int(args.minutes * 60 / step_s)
+        print(
+            f"calibration: {step_s:.3f} s/step with {args.nproc} ranks at batch {args.batch} "
+            f"(20 steps {calib:.0f} s, 40 resumed {calib2:.0f} s, both with start-up) -> {total} steps "
+            f"in {args.minutes:.0f} min"
+        )
     cfg["train"]["max_steps"] = total
     cfg_file.write_text(yaml.safe_dump(cfg, allow_unicode=True))
 

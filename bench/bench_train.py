@@ -1,7 +1,8 @@
 """Training benchmark: data-loader samples/s per worker (LMDB read + decode + EasyOCR preprocessing + padding)
 and training samples/s with 1 and 2 DDP ranks (torchrun, gloo) on this CPU, side by side in one run.
 
-    .venv/bin/python bench/bench_train.py [--samples 600] [--steps 12] [--batch 16] [--repeat 2]
+    .venv/bin/python bench/bench_train.py [--samples 600] [--steps 12] [--batch 16] [--repeat 2] [--amp off,bf16]
+    .venv/bin/python bench/bench_train.py --device cuda --samples 20000 --steps 300 --batch 192 --skip-loader
         [--dtrb DTRB_CHECKOUT --dtrb-deps DIR]   # DIR: pip install --target DIR natsort nltk six
 
 The data are Korean words from wordfreq (only those korean_g2 can spell), drawn with Korean handwriting
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -115,20 +117,23 @@ def run_ours(
     work: Path,
     pretrained: str,
     threads=None,
+    device: str = "cpu",
+    amp: str = "off",
+    workers: int = 1,
 ):
     """(wall s, CPU s of all its processes, the steady samples/s it reports) for one torchrun launch."""
     cfg = work / "bench.yaml"
     cfg.write_text(
         f"name: bench\ntrain:\n  pretrained: {pretrained}\n  charset: korean_g2\n  optimizer: adam\n"
         f"  batch_size: {batch}\n  max_steps: {steps}\n  val_interval: 100000\n  checkpoint_interval: 100000\n"
-        "  warmup_steps: 1\n  workers: 1\n  lr: 0.001\n",
+        f"  warmup_steps: 1\n  workers: {workers}\n  lr: 0.001\n  amp: {amp}\n",
         "utf-8",
     )
     out = work / f"ours-{nproc}-{steps}-{pretrained}"
     shutil.rmtree(out, ignore_errors=True)  # a fresh run each time, not a resume
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     cmd += ["-m", "ocrtune", "train", "--config", str(cfg), "--train", str(lmdb_path), "--val", str(val_path)]
-    cmd += ["--out", str(out), "--no-mlflow", "--no-progress"]
+    cmd += ["--out", str(out), "--no-mlflow", "--no-progress", "--device", device]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WORLD_SIZE", "RANK"))}
     env["PYTHONPATH"] = str(REPO)
     if threads:
@@ -150,47 +155,37 @@ if not hasattr(torch._utils, "_accumulate"):  # removed from torch since DTRB wa
 
 
 def run_dtrb(
-    dtrb: Path, deps: Path, lmdb_path: Path, val_path: Path, steps: int, batch: int, work: Path
-) -> float:
-    """Wall seconds of DTRB's own train.py, None-VGG-BiLSTM-CTC 256/256 at 64x256, on the same LMDBs."""
+    dtrb: Path,
+    deps: Path,
+    lmdb_path: Path,
+    val_path: Path,
+    steps: int,
+    batch: int,
+    work: Path,
+    *,
+    character: str | None = None,
+    extra: tuple[str, ...] = (),
+    exp_name: str | None = None,
+    threads: int = 1,
+    val_interval: int = 100000,
+) -> tuple[float, float]:
+    """(wall s, CPU s) of DTRB's own train.py, None-VGG-BiLSTM-CTC 256/256 at 64x256, on the same LMDBs.
+
+    Its weights and log_train.txt land in DTRB_CHECKOUT/saved_models/EXP_NAME (DTRB's own layout)."""
     shim = work / "dtrb-shim"
     shim.mkdir(exist_ok=True)
     (shim / "sitecustomize.py").write_text(SHIM.format(deps=str(deps)), "utf-8")
     cmd = [sys.executable, "train.py", "--train_data", str(lmdb_path), "--valid_data", str(val_path)]
-    cmd += [
-        "--select_data",
-        "/",
-        "--batch_ratio",
-        "1",
-        "--Transformation",
-        "None",
-        "--FeatureExtraction",
-        "VGG",
-    ]
-    cmd += ["--SequenceModeling", "BiLSTM", "--Prediction", "CTC", "--imgH", "64", "--imgW", "256"]
-    cmd += [
-        "--input_channel",
-        "1",
-        "--output_channel",
-        "256",
-        "--hidden_size",
-        "256",
-        "--batch_size",
-        str(batch),
-    ]
-    cmd += ["--num_iter", str(steps), "--valInterval", "100000", "--workers", "1", "--batch_max_length", "34"]
-    cmd += [
-        "--character",
-        load_charset("korean_g2"),
-        "--adam",
-        "--lr",
-        "0.001",
-        "--exp_name",
-        f"bench-{steps}",
-    ]
+    cmd += ["--select_data", "/", "--batch_ratio", "1", "--Transformation", "None"]
+    cmd += ["--FeatureExtraction", "VGG", "--SequenceModeling", "BiLSTM", "--Prediction", "CTC"]
+    cmd += ["--imgH", "64", "--imgW", "256", "--input_channel", "1", "--output_channel", "256"]
+    cmd += ["--hidden_size", "256", "--batch_size", str(batch), "--num_iter", str(steps)]
+    cmd += ["--valInterval", str(val_interval), "--workers", "1", "--batch_max_length", "34"]
+    cmd += ["--character", character or load_charset("korean_g2"), "--adam", "--lr", "0.001"]
+    cmd += ["--exp_name", exp_name or f"bench-{steps}", *extra]  # later flags win in argparse
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WORLD_SIZE", "RANK"))}
     env["PYTHONPATH"] = str(shim)
-    env["OMP_NUM_THREADS"] = "1"
+    env["OMP_NUM_THREADS"] = str(threads)
     t, c = time.perf_counter(), _cpu_children()
     r = subprocess.run(cmd, cwd=dtrb, env=env, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t, _cpu_children() - c
@@ -199,12 +194,93 @@ def run_dtrb(
     return wall, cpu
 
 
+def rank_bench(lmdb_path: Path, val_path: Path, args, work: Path) -> None:
+    """1 rank with 1 thread, 1 rank with both cores, 2 ranks with 1 thread each; alternating, best of --repeat.
+
+    DDP scaling is 2 ranks vs 1 rank at the same threads per rank; 1 rank with 2 threads is what the same
+    cores give without DDP (threads inside one process instead of processes)."""
+    layouts = [(1, 1), (1, 2), (2, 1)]
+    for amp in args.amp.split(","):
+        print(
+            f"\ntraining, batch {args.batch}/rank, {args.steps} steps, english_g2 -> korean_g2 head, "
+            f"amp {amp}, samples/s (best of {args.repeat}):"
+        )
+        best = dict.fromkeys(layouts, 0.0)
+        for _ in range(args.repeat):
+            for nproc, threads in layouts:
+                rate = run_ours(
+                    lmdb_path, val_path, nproc, args.steps, args.batch, work, "english_g2", threads, amp=amp
+                )[2]
+                best[(nproc, threads)] = max(best[(nproc, threads)], rate)
+        one, both, two = best[(1, 1)], best[(1, 2)], best[(2, 1)]
+        print(f"  1 rank,  1 thread         {one:8.2f}")
+        print(f"  1 rank,  2 threads        {both:8.2f}   {both / one:.2f}x of 1 rank x 1 thread")
+        print(
+            f"  2 ranks, 1 thread each    {two:8.2f}   {two / one:.2f}x of 1 rank x 1 thread (DDP scaling), "
+            f"{two / both:.2f}x of 1 rank x 2 threads"
+        )
+
+
+def gpu_utilisation(samples: list[float], stop: threading.Event) -> None:
+    """Poll nvidia-smi every 0.5 s (GPU 0) until ``stop`` is set."""
+    while not stop.wait(0.5):
+        try:
+            r = subprocess.run(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"],
+                capture_output=True,
+                text=True,
+            )
+        except FileNotFoundError:  # no nvidia-smi: utilisation is reported as nan
+            return
+        if r.returncode == 0 and r.stdout.strip().isdigit():
+            samples.append(float(r.stdout.strip()))
+
+
+def gpu_bench(lmdb_path: Path, val_path: Path, args, work: Path) -> None:
+    """samples/s on one GPU with AMP (bf16 where supported, else fp16) and the GPU's utilisation meanwhile."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is visible")
+    print(
+        f"\nGPU: {torch.cuda.get_device_name(0)}, batch {args.batch}, amp auto, {args.workers} loader workers"
+    )
+    steps = args.steps
+    util: list[float] = []
+    stop = threading.Event()
+    poll = threading.Thread(target=gpu_utilisation, args=(util, stop), daemon=True)
+    poll.start()
+    wall, _, rate = run_ours(
+        lmdb_path,
+        val_path,
+        1,
+        steps,
+        args.batch,
+        work,
+        "english_g2",
+        device="cuda",
+        amp="auto",
+        workers=args.workers,
+    )
+    stop.set()
+    poll.join()
+    steady = util[len(util) // 3 :] or [float("nan")]  # start-up (model load, cuDNN autotune) left out
+    print(
+        f"  1 GPU: {rate:,.0f} samples/s over {steps} steps ({wall:.0f} s with start-up); GPU utilisation "
+        f"mean {np.mean(steady):.0f}% (median {np.median(steady):.0f}%, {len(util)} polls)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=600, help="words rendered into the LMDB")
     ap.add_argument("--steps", type=int, default=12, help="training steps per run (2 first steps not timed)")
     ap.add_argument("--batch", type=int, default=16, help="batch size per rank")
     ap.add_argument("--loader-samples", type=int, default=4000)
+    ap.add_argument("--amp", default="off,bf16", help="CPU autocast modes to compare (off, bf16)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: the GPU figures only")
+    ap.add_argument("--workers", type=int, default=4, help="loader workers per rank on a GPU")
+    ap.add_argument("--skip-loader", action="store_true", help="skip the data-loader figures")
     ap.add_argument("--skip-ranks", action="store_true", help="skip the 1-vs-2-ranks comparison")
     ap.add_argument("--repeat", type=int, default=2, help="alternating runs per configuration; best counts")
     ap.add_argument(
@@ -223,24 +299,15 @@ def main() -> None:
         print(
             f"data: {args.samples} Korean words, 3 handwriting fonts, mean width {mean_w:.0f} px at height 64"
         )
-        print("\ndata loader (LMDB read + JPEG decode + EasyOCR preprocessing + padding), samples/s:")
-        for name, rate in bench_loader(lmdb_path, charset, args.loader_samples, 32).items():
-            print(f"  {name:34s} {rate:9,.0f}")
+        if not args.skip_loader:
+            print("\ndata loader (LMDB read + JPEG decode + EasyOCR preprocessing + padding), samples/s:")
+            for name, rate in bench_loader(lmdb_path, charset, args.loader_samples, 32).items():
+                print(f"  {name:34s} {rate:9,.0f}")
         # other work on a small machine slows runs at random: runs alternate and the best of --repeat counts
-        if not args.skip_ranks:
-            print(
-                f"\ntraining, batch {args.batch}/rank, {args.steps} steps, english_g2 -> korean_g2 head, samples/s:"
-            )
-            one = two = 0.0
-            for _ in range(args.repeat):
-                one = max(
-                    one, run_ours(lmdb_path, val_path, 1, args.steps, args.batch, work, "english_g2")[1]
-                )
-                two = max(
-                    two, run_ours(lmdb_path, val_path, 2, args.steps, args.batch, work, "english_g2")[1]
-                )
-            print(f"  1 rank  (2 threads)     {one:8.2f}")
-            print(f"  2 ranks (1 thread each) {two:8.2f}   ratio {two / one:.2f}x")
+        if args.device == "cuda":
+            gpu_bench(lmdb_path, val_path, args, work)
+        elif not args.skip_ranks:
+            rank_bench(lmdb_path, val_path, args, work)
         if args.dtrb:
             n1, n2, b = 3, 3 + args.steps, args.batch
             print(

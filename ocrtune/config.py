@@ -71,6 +71,7 @@ class TrainConfig:
     early_stop_patience: int = 0
     seed: int = 0
     fresh_head: bool = False  # EasyOCR's new_prediction: a new output layer instead of head surgery
+    head_lr_scale: float = 1.0  # the output layer's learning rate = lr x this (new characters learn faster)
     corrupt_threshold: float = 0.01  # fraction of undecodable LMDB records tolerated (skipped and counted)
     max_bad_steps: int = 10  # abort after this many non-finite losses/gradients in a row
 
@@ -173,6 +174,7 @@ def _validate(cfg: RunConfig, source: str) -> RunConfig:
         (cfg.train.batch_size > 0, "train.batch_size", "must be > 0"),
         (cfg.train.max_steps > 0, "train.max_steps", "must be > 0"),
         (cfg.train.lr > 0, "train.lr", "must be > 0"),
+        (cfg.train.head_lr_scale > 0, "train.head_lr_scale", "must be > 0"),
         (
             cfg.train.optimizer in ("adam", "adamw", "adadelta"),
             "train.optimizer",

@@ -119,13 +119,28 @@ def amp_setup(mode: str, device: torch.device) -> tuple[torch.dtype | None, bool
     return (torch.bfloat16, False) if mode == "bf16" else (torch.float16, True)
 
 
-def make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Trainable parameters; the output layer gets ``head_lr_scale`` x the learning rate.
+
+    After head surgery the rows of new characters start from scratch while the trunk is already trained:
+    a faster head lets them catch up without shaking the trunk (the LR schedule scales both groups alike)."""
+    head, body = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (head if name.split(".")[-2] == "Prediction" else body).append(p)
+    groups = [{"params": body, "lr": cfg.lr}] if body else []
+    if head:
+        groups.append({"params": head, "lr": cfg.lr * cfg.head_lr_scale})
+    return groups
+
+
+def make_optimizer(cfg: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     # DTRB's default: Adadelta(lr=1, rho=0.95, eps=1e-8)
-    return torch.optim.Adadelta(params, lr=cfg.lr, rho=0.95, eps=1e-8, weight_decay=cfg.weight_decay)
+    return torch.optim.Adadelta(groups, lr=cfg.lr, rho=0.95, eps=1e-8, weight_decay=cfg.weight_decay)
 
 
 class LRFactor:
@@ -274,8 +289,9 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
     model, report = build(cfg, charset, job.cache_dir)
     model.to(device)
     amp_dtype, use_scaler = amp_setup(cfg.amp, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(cfg, params)
+    groups = param_groups(model, cfg)
+    params = [p for g in groups for p in g["params"]]
+    optimizer = make_optimizer(cfg, groups)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, LRFactor(cfg.schedule, cfg.warmup_steps, cfg.max_steps)
     )

@@ -32,6 +32,8 @@ def test_full_is_bigger_than_tiny():
         ("export:\n  lang_list: ko\n", "'export.lang_list' must be a list"),
         ("data: [1, 2]\n", "'data' must be a mapping"),
         ("data:\n  skew: 90\n", "'data.skew' must be within 0..45 degrees"),
+        ("train:\n  head_lr_scale: 0\n", "'train.head_lr_scale' must be > 0"),
+        ("train:\n  amp: fp8\n", "'train.amp' must be auto, bf16, fp16 or off"),
         ("train: {optimizer: sgd}\n", "'train.optimizer' must be adam, adamw or adadelta"),
         ("data:\n  height: [\n", "not valid YAML at line"),
     ],

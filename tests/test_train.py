@@ -339,6 +339,29 @@ def test_resume_equals_an_uninterrupted_run_bitwise(data, tmp_path, monkeypatch)
     assert whole["history"] == resumed["history"]
 
 
+def test_head_lr_scale_gives_the_output_layer_its_own_learning_rate():
+    from ocrtune.model import Model
+    from ocrtune.surgery import freeze
+    from ocrtune.train import LRFactor, make_optimizer, param_groups
+
+    model = Model(1, 256, 256, 12)
+    cfg = TrainConfig(lr=1e-3, head_lr_scale=10.0, warmup_steps=2, max_steps=10, optimizer="adamw")
+    groups = param_groups(model, cfg)
+    head = {id(p) for p in model.Prediction.parameters()}
+    assert [g["lr"] for g in groups] == [1e-3, 1e-2]
+    assert {id(p) for p in groups[1]["params"]} == head
+    assert not head & {id(p) for p in groups[0]["params"]}
+    opt = make_optimizer(cfg, groups)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, LRFactor("cosine", 2, 10))
+    for _ in range(5):  # past the warm-up, into the cosine
+        sched.step()
+    lrs = sched.get_last_lr()
+    assert lrs[1] == pytest.approx(10 * lrs[0]) and 0 < lrs[0] < 1e-3  # one schedule, both groups
+    freeze(model, feature_extractor=True, sequence_model=True)
+    only_head = param_groups(model, cfg)
+    assert len(only_head) == 1 and only_head[0]["lr"] == 1e-2
+
+
 def test_amp_on_cpu_is_bf16_where_native_and_never_fp16():
     from ocrtune.train import amp_setup, cpu_has_native_bf16
 
