@@ -52,7 +52,7 @@ def english_data(root: Path, train_count: int) -> None:
     ws = [w for w in wordfreq.top_n_list("en", 20000) if w.isascii() and w.isalpha() and len(w) > 2]
     words = root / "words.txt"
     words.write_text("\n".join(ws[:8000]) + "\n", encoding="utf-8")
-    args = argparse.Namespace(train_count=train_count, test_count=300, batch=32, lr=None)
+    args = argparse.Namespace(train_count=train_count, test_count=300, batch=32, lr=None, head_lr_scale=1.0)
     cfg = tta_config("en", words, args)
     (root / "data.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
     run = [sys.executable, "-m", "ocrtune"]
@@ -168,6 +168,11 @@ def main() -> None:
         f"clip 5, {args.threads} threads, 1 loader worker\n"
     )
     rows = []
+    # english_g2.pth holds CUDA tensors and DTRB's torch.load has no map_location: hand it a CPU copy
+    import torch
+
+    cpu_copy = root / "english_g2-cpu.pth"
+    torch.save(torch.load(english_g2, map_location="cpu", weights_only=True), cpu_copy)
     exp = f"vs-ocrtune-{args.steps}"
     shutil.rmtree(args.dtrb / "saved_models" / exp, ignore_errors=True)
     wall, _ = run_dtrb(
@@ -182,7 +187,7 @@ def main() -> None:
         exp_name=exp,
         threads=args.threads,
         val_interval=args.steps,
-        extra=("--saved_model", str(english_g2), "--FT", "--lr", str(args.lr)),
+        extra=("--saved_model", str(cpu_copy), "--FT", "--lr", str(args.lr)),
     )
     d = args.dtrb / "saved_models" / exp
     rows.append(

@@ -138,6 +138,12 @@ def _check(value: Any, tp: Any, where: str, source: str) -> Any:
         return float(value)
     if tp in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{source}: '{where}' must be {tp.__name__}, got {value!r}")
+    if tp is str and isinstance(value, bool):  # YAML 1.1 reads off/no/on/yes as booleans
+        if where == "train.amp" and value is False:
+            return "off"  # `amp: off` means what it says
+        raise ConfigError(
+            f"{source}: '{where}' must be str, got {value!r} (YAML reads on/off/yes/no as booleans: quote it)"
+        )
     if not isinstance(value, tp):
         raise ConfigError(f"{source}: '{where}' must be {tp.__name__}, got {value!r}")
     return value

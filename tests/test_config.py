@@ -34,6 +34,7 @@ def test_full_is_bigger_than_tiny():
         ("data:\n  skew: 90\n", "'data.skew' must be within 0..45 degrees"),
         ("train:\n  head_lr_scale: 0\n", "'train.head_lr_scale' must be > 0"),
         ("train:\n  amp: fp8\n", "'train.amp' must be auto, bf16, fp16 or off"),
+        ("name: no\n", "'name' must be str, got False (YAML reads on/off/yes/no as booleans: quote it)"),
         ("train: {optimizer: sgd}\n", "'train.optimizer' must be adam, adamw or adadelta"),
         ("data:\n  height: [\n", "not valid YAML at line"),
     ],
@@ -51,6 +52,12 @@ def test_int_accepted_for_float_and_defaults_filled(tmp_path):
     path.write_text("name: mine\ntrain:\n  lr: 1\n")
     cfg = load_config(path)
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float) and cfg.data.height == 64
+
+
+def test_amp_off_unquoted_means_off(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  amp: off\n")  # YAML 1.1 reads it as false
+    assert load_config(path).train.amp == "off"
 
 
 def test_cli_validate(tmp_path):
