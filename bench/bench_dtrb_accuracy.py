@@ -138,8 +138,8 @@ def through_reader(weights: Path, bench, tmp: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dtrb", type=Path, required=True, help="a checkout of deep-text-recognition-benchmark")
-    ap.add_argument("--dtrb-deps", type=Path, required=True, help="pip --target dir with natsort, nltk, six")
+    ap.add_argument("--dtrb", type=Path, help="a checkout of deep-text-recognition-benchmark")
+    ap.add_argument("--dtrb-deps", type=Path, help="pip --target dir with natsort, nltk, six")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -148,6 +148,15 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="also run ocrtune with CPU bf16 autocast")
     ap.add_argument("--keep", type=Path, help="keep the data and runs here (reused when present)")
     args = ap.parse_args()
+    if not (args.dtrb and args.dtrb_deps):
+        print(
+            "skipped: needs a DTRB checkout and its packages (--dtrb DIR --dtrb-deps DIR); see the docstring"
+        )
+        return
+    if not (args.dtrb / "train.py").is_file():
+        raise SystemExit(
+            f"--dtrb {args.dtrb}: no train.py there (not a deep-text-recognition-benchmark checkout)"
+        )
     from easyocr_en_models import model_dir
 
     print(f"machine: {machine('easyocr')}")

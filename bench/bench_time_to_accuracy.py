@@ -2,11 +2,12 @@
 
 English: the real english_g2 fine-tuned on English words in our handwriting fonts, against english_g2 itself.
 Korean: english_g2 with head surgery to korean_g2 (what the tiny profile does offline), from 0.
-Training runs under torchrun (2 ranks) in chunks (``--stop-at``, resumed exactly), so the curve is read
+Training runs under torchrun (--nproc ranks) in chunks (``--stop-at``, resumed exactly), so the curve is read
 off one schedule; only training wall time counts, scoring happens between chunks through ``easyocr.Reader``
 on the test split, whose fonts never appear in training.
 
-    .venv/bin/python bench/bench_time_to_accuracy.py --lang en [--minutes 15] [--chunks 5]
+    .venv/bin/python bench/bench_time_to_accuracy.py --lang en [--minutes 15] [--chunks 5] [--nproc 1]
+    .venv/bin/python bench/bench_time_to_accuracy.py --lang ko --nproc 1 --head-lr-scale 10
 """
 
 from __future__ import annotations
@@ -118,18 +119,24 @@ def score(checkpoint: Path, charset: str, lang_list: list[str], bench, tmp: Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--lang", choices=["en", "ko"], required=True)
+    ap.add_argument(
+        "--lang", choices=["en", "ko"], default="ko", help="default: ko (head surgery from english_g2)"
+    )
     ap.add_argument("--minutes", type=float, default=15.0)
     ap.add_argument("--chunks", type=int, default=5)
     ap.add_argument("--nproc", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float)
-    ap.add_argument("--head-lr-scale", type=float, default=1.0, help="output layer LR = lr x this")
+    ap.add_argument(
+        "--head-lr-scale", type=float, help="output layer LR = lr x this (default: 10 for ko, 1 for en)"
+    )
     ap.add_argument("--steps", type=int, help="a fixed schedule of this many steps instead of calibrating")
     ap.add_argument("--train-count", type=int, default=20000)
     ap.add_argument("--test-count", type=int, default=300)
     ap.add_argument("--keep", type=Path, help="keep the work directory here")
     args = ap.parse_args()
+    if args.head_lr_scale is None:
+        args.head_lr_scale = 10.0 if args.lang == "ko" else 1.0
     print(f"machine: {machine('easyocr')}")
     print(f"options: {vars(args)}")
     tmp = Path(tempfile.mkdtemp(prefix="ocrtune-tta-"))

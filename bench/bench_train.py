@@ -126,7 +126,7 @@ def run_ours(
     cfg.write_text(
         f"name: bench\ntrain:\n  pretrained: {pretrained}\n  charset: korean_g2\n  optimizer: adam\n"
         f"  batch_size: {batch}\n  max_steps: {steps}\n  val_interval: 100000\n  checkpoint_interval: 100000\n"
-        f"  warmup_steps: 1\n  workers: {workers}\n  lr: 0.001\n  amp: \"{amp}\"\n",
+        f'  warmup_steps: 1\n  workers: {workers}\n  lr: 0.001\n  amp: "{amp}"\n',
         "utf-8",
     )
     out = work / f"ours-{nproc}-{steps}-{pretrained}"
