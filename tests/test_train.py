@@ -354,6 +354,7 @@ def test_head_lr_scale_gives_the_output_layer_its_own_learning_rate():
     opt = make_optimizer(cfg, groups)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, LRFactor("cosine", 2, 10))
     for _ in range(5):  # past the warm-up, into the cosine
+        opt.step()  # no gradients: changes nothing, keeps the optimizer-then-scheduler order
         sched.step()
     lrs = sched.get_last_lr()
     assert lrs[1] == pytest.approx(10 * lrs[0]) and 0 < lrs[0] < 1e-3  # one schedule, both groups
