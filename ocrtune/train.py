@@ -300,7 +300,13 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
     start_step, mlflow_run_id = 0, None
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:  # other parameter groups: frozen layers or head_lr_scale groups differ
+            raise UserError(
+                f"{ckpt_path}: its optimizer does not fit this run's trainable parameters ({exc}); "
+                "resume with the checkpoint's freeze settings, or start a new --out"
+            ) from None
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         counters = Counters(**state["counters"])

@@ -339,6 +339,16 @@ def test_resume_equals_an_uninterrupted_run_bitwise(data, tmp_path, monkeypatch)
     assert whole["history"] == resumed["history"]
 
 
+def test_resume_with_other_trainable_parameters_is_one_clear_error(data, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = tiny_cfg(data, max_steps=4, val_interval=100, checkpoint_interval=100, amp="off")
+    job = dict(train=[data["train"]], val=data["val"], out=str(tmp_path / "run"), progress=False)
+    assert run(cfg, Job(stop_at=1, **job))["step"] == 1
+    frozen = dataclasses.replace(cfg, freeze_feature_extractor=True)
+    with pytest.raises(UserError, match="its optimizer does not fit this run's trainable parameters"):
+        run(frozen, Job(resume=True, **job))
+
+
 def test_head_lr_scale_gives_the_output_layer_its_own_learning_rate():
     from ocrtune.model import Model
     from ocrtune.surgery import freeze
