@@ -35,23 +35,19 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_time_to_accuracy import config as tta_config  # noqa: E402
+from bench_time_to_accuracy import english_words, score, train_argv  # noqa: E402
 from bench_train import run_dtrb  # noqa: E402
 from machine import machine  # noqa: E402
 
-from ocrtune.benchmark import load_benchmark, reader_accuracy  # noqa: E402
+from ocrtune.benchmark import load_benchmark  # noqa: E402
 from ocrtune.charsets import load_charset  # noqa: E402
-from ocrtune.export import export_model  # noqa: E402
 
 
 def english_data(root: Path, train_count: int) -> None:
     """English words (wordfreq) rendered by ``ocrtune data generate``: train / val / test (held-out fonts)."""
     if (root / "lmdb" / "train").exists():
         return
-    import wordfreq
-
-    ws = [w for w in wordfreq.top_n_list("en", 20000) if w.isascii() and w.isalpha() and len(w) > 2]
-    words = root / "words.txt"
-    words.write_text("\n".join(ws[:8000]) + "\n", encoding="utf-8")
+    words = english_words(root)
     args = argparse.Namespace(train_count=train_count, test_count=300, batch=32, lr=None, head_lr_scale=1.0)
     cfg = tta_config("en", words, args)
     (root / "data.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
@@ -97,22 +93,7 @@ def run_ours(root: Path, pretrained: Path, steps: int, batch: int, lr: float, th
         },
     }
     (root / f"ours-{amp}.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [
-        sys.executable,
-        "-m",
-        "ocrtune",
-        "train",
-        "--config",
-        str(root / f"ours-{amp}.yaml"),
-        "--train",
-        str(root / "lmdb/train"),
-        "--val",
-        str(root / "lmdb/val"),
-        "--out",
-        str(out),
-        "--no-mlflow",
-        "--no-progress",
-    ]
+    cmd = [sys.executable, *train_argv(root / f"ours-{amp}.yaml", root, out)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WORLD_SIZE", "RANK"))}
     env["OCRTUNE_THREADS"] = str(threads)
     t = time.perf_counter()
@@ -127,13 +108,6 @@ def last_accuracy(log: Path) -> float:
     """The last Current_accuracy of a DTRB-style log_train.txt, as a fraction (DTRB's tool writes percent)."""
     found = re.findall(r"Current_accuracy\s*:\s*([\d.]+)", log.read_text("utf-8"))
     return float(found[-1]) / 100
-
-
-def through_reader(weights: Path, bench, tmp: Path) -> float:
-    d = tmp / f"export-{weights.parent.name}-{weights.stem}"
-    shutil.rmtree(d, ignore_errors=True)
-    export_model(weights, d, charset=load_charset("english_g2"), lang_list=["en"])
-    return reader_accuracy(d, bench)
 
 
 def main() -> None:
@@ -171,7 +145,7 @@ def main() -> None:
     bench = load_benchmark(root / "data" / "test")
     english_g2 = Path(model_dir()) / "english_g2.pth"
     samples = args.steps * args.batch
-    print(f"english_g2 itself through Reader: {through_reader(english_g2, bench, tmp):.4f}")
+    print(f"english_g2 itself through Reader: {score(english_g2, 'english_g2', ['en'], bench, tmp):.4f}")
     print(
         f"\n{args.steps} steps x batch {args.batch} = {samples:,} samples each, Adam lr {args.lr} constant, "
         f"clip 5, {args.threads} threads, 1 loader worker\n"
@@ -204,13 +178,13 @@ def main() -> None:
             "DTRB train.py (64x256 stretched)",
             wall,
             last_accuracy(d / "log_train.txt"),
-            through_reader(d / "best_accuracy.pth", bench, tmp),
+            score(d / "best_accuracy.pth", "english_g2", ["en"], bench, tmp),
         )
     )
     for amp in ["off", "bf16"] if args.bf16 else ["off"]:
         wall, val, out = run_ours(root, english_g2, args.steps, args.batch, args.lr, args.threads, amp)
         label = "ocrtune train (Reader's resize, buckets)" + (", bf16" if amp == "bf16" else "")
-        rows.append((label, wall, val, through_reader(out / "best_accuracy.pth", bench, tmp)))
+        rows.append((label, wall, val, score(out / "best_accuracy.pth", "english_g2", ["en"], bench, tmp)))
     print(f"{'':44s} {'wall s':>7s} {'samples/s':>9s} {'own val acc':>11s} {'Reader, held-out':>16s}")
     for label, wall, val, acc in rows:
         print(f"{label:44s} {wall:7.0f} {samples / wall:9.1f} {val:11.4f} {acc:16.4f}")

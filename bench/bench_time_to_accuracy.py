@@ -77,27 +77,25 @@ def config(lang: str, words: Path | None, args) -> dict:
     }
 
 
+def english_words(root: Path) -> Path:
+    """The 8,000 most frequent alphabetic English words of 3+ letters (wordfreq), one per line."""
+    import wordfreq
+
+    ws = [w for w in wordfreq.top_n_list("en", 20000) if w.isascii() and w.isalpha() and len(w) > 2]
+    words = root / "words.txt"
+    words.write_text("\n".join(ws[:8000]) + "\n", encoding="utf-8")
+    return words
+
+
+def train_argv(cfg_file: Path, root: Path, out: Path, *flags: str) -> list[str]:
+    """``-m ocrtune train`` on ROOT/lmdb/{train,val} into OUT, without progress bar or MLflow."""
+    argv = ["-m", "ocrtune", "train", "--config", str(cfg_file), "--train", str(root / "lmdb/train")]
+    return [*argv, "--val", str(root / "lmdb/val"), "--out", str(out), "--no-progress", "--no-mlflow", *flags]
+
+
 def train(cfg_file: Path, root: Path, out: Path, nproc: int, stop_at: int | None) -> float:
-    argv = [
-        PY,
-        TORCHRUN,
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        "ocrtune",
-        "train",
-        "--config",
-        str(cfg_file),
-        "--train",
-        str(root / "lmdb/train"),
-        "--val",
-        str(root / "lmdb/val"),
-        "--out",
-        str(out),
-        "--resume",
-        "--no-progress",
-        "--no-mlflow",
-    ]
+    torchrun = [PY, TORCHRUN, "--standalone", f"--nproc_per_node={nproc}"]
+    argv = [*torchrun, *train_argv(cfg_file, root, out, "--resume")]
     if stop_at:
         argv += ["--stop-at", str(stop_at)]
     t = time.monotonic()
@@ -144,11 +142,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     words = None
     if args.lang == "en":
-        import wordfreq
-
-        ws = [w for w in wordfreq.top_n_list("en", 20000) if w.isascii() and w.isalpha() and len(w) > 2]
-        words = root / "words.txt"
-        words.write_text("\n".join(ws[:8000]) + "\n", encoding="utf-8")
+        words = english_words(root)
     cfg = config(args.lang, words, args)
     cfg_file = root / "run.yaml"
     cfg_file.write_text(yaml.safe_dump(cfg, allow_unicode=True))
