@@ -131,7 +131,8 @@ def build_model(
     """A gen2 Model for ``charset``, from ``pretrained`` (korean_g2, english_g2, a .pth, or None: scratch).
 
     With ``fallback`` (e.g. english_g2) an unavailable ``pretrained`` is replaced and ``report['note']``
-    says so. The report always says which weights were used and what the head surgery did.
+    says so. The report always says which weights were used (``base``: the name or path that gave them,
+    ``pretrained``: the file) and what the head surgery did.
     """
     from .pretrained import load_recognizer_state, resolve_with_fallback
 
@@ -142,11 +143,13 @@ def build_model(
         model = Model(num_class=len(charset) + 1)
         return model, {
             "pretrained": None,
+            "base": "none",
             "mode": "scratch",
             "new_classes": len(charset) + 1,
             "message": f"new model from scratch, {len(charset) + 1} classes",
         }
     path, note = resolve_with_fallback(pretrained, fallback, cache_dir, store)
+    base = fallback if note else str(pretrained)  # a note from resolve_with_fallback = the fallback was used
     state, old_chars = load_recognizer_state(path)
     rows = state[HEAD_W].shape[0]
     if old_chars is None:
@@ -164,6 +167,7 @@ def build_model(
     model = Model(num_class=len(charset) + 1)
     model.load_state_dict(state, strict=True)
     report["pretrained"] = str(path)
+    report["base"] = base
     if note:
         report["note"] = note
     return model, report

@@ -287,6 +287,7 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
             raise UserError(f"{ckpt_path} was trained with another charset than '{cfg.charset}'")
 
     model, report = build(cfg, charset, job.cache_dir)
+    base_model = (state or {}).get("base_model") or report["base"]  # a resumed run keeps its first start
     model.to(device)
     amp_dtype, use_scaler = amp_setup(cfg.amp, device)
     groups = param_groups(model, cfg)
@@ -366,6 +367,7 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
             "val": job.val,
             "ratios": job.ratios,
             "world_size": world,
+            "base_model": base_model,
         }
         params_log.update({f"sys.{k}": v for k, v in sysinfo.items()})
         tracker.start(out.name, params_log, {"ocrtune.role": "train"}, run_id=mlflow_run_id)
@@ -386,6 +388,7 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
                     "sampler": sampler.state(step),
                     "counters": asdict(counters),
                     "charset": charset,
+                    "base_model": base_model,
                     "config": asdict(cfg),
                     "mlflow_run_id": tracker.run_id if tracker else None,
                 },
@@ -594,6 +597,7 @@ def _run(cfg: TrainConfig, job: Job, dist_env: launch.DistEnv, device: torch.dev
         "samples_per_s": timed_samples / timed_seconds if timed_seconds else float("nan"),
         "history": counters.history,
         "mlflow_run_id": tracker.run_id if tracker else None,
+        "base_model": base_model,
     }
     if main and tracker is not None:
         tracker.metrics({"bad_steps": counters.bad_steps, "dropped_samples": counters.dropped_samples}, step)

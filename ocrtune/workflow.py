@@ -190,11 +190,18 @@ class LocalRun:
         )
         (d / "parity.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
 
+    def _base_model(self) -> str:
+        """The weights training actually started from (the fallback when the pretrained one was unavailable)."""
+        from . import checkpoint as ckpt  # torch: only once training has run
+
+        state = ckpt.load(self.dir / "train" / "checkpoint.pth")
+        return state.get("base_model") or self.cfg.train.pretrained
+
     def _register(self, card: dict, parity: dict) -> None:
         d = self.dir
         tags = {
             "dataset_sha256": card["content_sha256"],
-            "base_model": self.cfg.train.pretrained,
+            "base_model": self._base_model(),
             "charset": self.cfg.train.charset,
             "pipeline_run_id": self.name,
             "val_accuracy_ocrtune": f"{parity['ocrtune_accuracy']:.4f}",

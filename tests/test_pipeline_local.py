@@ -17,6 +17,8 @@ import wordfreq
 import yaml
 from conftest import run_cli
 
+from ocrtune.stack import free_ports
+
 HERE = Path(__file__).parent
 
 PLAIN_EASYOCR = """
@@ -38,8 +40,15 @@ def test_local_pipeline_end_to_end(stack_env, tmp_path):
     (tmp_path / "words.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
     cfg = yaml.safe_load((HERE / "data" / "e2e-english.yaml").read_text())
     cfg["data"]["words"] = str(tmp_path / "words.txt")
+    # as the tiny profile offline: korean_g2 cannot be fetched (a refused port), english_g2 takes over
+    cfg["train"].update(pretrained="korean_g2", fallback_pretrained="english_g2")
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
-    env = {**stack_env, "OCRTUNE_BUCKET": "ocrtune-test"}
+    (port,) = free_ports(1)
+    env = {
+        **stack_env,
+        "OCRTUNE_BUCKET": "ocrtune-test",
+        "OCRTUNE_MODEL_URL_KOREAN_G2": f"http://127.0.0.1:{port}/korean_g2.zip",
+    }
     r = run_cli(
         "run",
         "--config",
@@ -57,6 +66,7 @@ def test_local_pipeline_end_to_end(stack_env, tmp_path):
     assert (run_dir / "train" / "log_train.txt").read_text().count("Ground Truth") >= 1
     assert summary["parity"]["ok"], summary["parity"]
     assert summary["registered"].startswith("registered: models:/e2e-english/")
+    assert "--tag base_model=english_g2 " in r.stdout  # the weights it started from, not the name asked for
     assert summary["promotion"]["promoted"]
     parity = json.loads((run_dir / "parity.json").read_text())
 

@@ -134,6 +134,7 @@ def test_fallback_to_english_g2(served, tmp_path, monkeypatch):
         "korean_g2", load_charset("korean_g2"), cache_dir=tmp_path, fallback="english_g2"
     )
     assert "HTTP 404" in report["note"] and report["kept"] > 0 and report["added"] > 0
+    assert report["base"] == "english_g2"  # what the registry tags as base_model, not the name asked for
     assert model.Prediction.out_features == len(load_charset("korean_g2")) + 1
 
 
