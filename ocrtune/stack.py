@@ -32,6 +32,12 @@ DEFAULT_MLFLOW_PORT = 5000
 DEFAULT_BUCKET = "ocrtune"
 HOST = "127.0.0.1"
 SERVICES = ("s3", "mlflow")
+# SeaweedFS turns every volume read-only below its free-space floor (by default 1% of the disk: 2.5 GB of
+# a 250 GB shared disk), and then every write waits for a volume that never comes. ocrtune sets the floor
+# itself and refuses to start below floor + headroom, so a full disk is one line at ``up``, not a hang.
+S3_MIN_FREE_MB_ENV = "OCRTUNE_S3_MIN_FREE_MB"
+S3_MIN_FREE_MB = 256
+S3_HEADROOM_MB = 768
 
 
 def default_stack_dir() -> Path:
@@ -254,14 +260,37 @@ class LocalStack:
         if self.pid("s3") is None:
             weed = find_binary("weed")
             self._check_port(self.state.s3_port, "s3")
+            self._check_disk()
             self._start_s3(weed, creds, timeout)
         self._ensure_bucket(timeout)
+        self._ensure_writable(timeout)
         if self.pid("mlflow") is None:
             mlflow = find_binary("mlflow")
             self._check_port(self.state.mlflow_port, "mlflow")
             self._start_mlflow(mlflow, creds, timeout)
         self._save_state()
         return self.status()
+
+    @staticmethod
+    def min_free_mb() -> int:
+        raw = os.environ.get(S3_MIN_FREE_MB_ENV, str(S3_MIN_FREE_MB))
+        try:
+            value = int(raw)
+        except ValueError:
+            value = -1
+        if value < 1:
+            raise UserError(f"{S3_MIN_FREE_MB_ENV}={raw!r} is not a whole number of MiB of at least 1")
+        return value
+
+    def _check_disk(self) -> None:
+        """Refuse to start S3 on a disk too full to take a write (SeaweedFS would hang every upload)."""
+        need = self.min_free_mb() + S3_HEADROOM_MB
+        free = shutil.disk_usage(self.root).free // 2**20
+        if free < need:
+            raise UserError(
+                f"only {free} MiB free on the disk of {self.root}; the local S3 store needs {need} MiB "
+                f"({self.min_free_mb()} MiB floor + {S3_HEADROOM_MB} MiB to write into): free some space"
+            )
 
     def _start_s3(self, weed: str, creds: Credentials, timeout: float) -> None:
         names = ["master", "volume", "filer", "master_grpc", "volume_grpc", "filer_grpc", "s3_grpc"]
@@ -282,6 +311,7 @@ class LocalStack:
             f"-volume.port.grpc={ports['volume_grpc']}",
             "-volume.max=0",
             "-volume.preStopSeconds=0",
+            f"-volume.minFreeSpace={self.min_free_mb()}MiB",
             "-master.volumeSizeLimitMB=64",
             "-master.telemetry=false",
             "-filer",
@@ -321,6 +351,29 @@ class LocalStack:
                 last = exc
                 time.sleep(0.5)
         raise self._fail("s3", f"could not create bucket '{self.state.bucket}': {last}")
+
+    def _ensure_writable(self, timeout: float) -> None:
+        """Store and delete a probe object: a bucket is filer metadata, an object needs a writable
+        volume, which SeaweedFS withholds (and lets uploads wait on) when its disk is low."""
+        from .storage import ObjectStore, S3Settings
+
+        creds = self.credentials()
+        settings = S3Settings(self.state.s3_url, creds.access_key, creds.secret_key, self.state.bucket)
+        store = ObjectStore(settings, retries=0, read_timeout=15)
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                store.put_bytes(b"ok", "_ocrtune/write-probe")
+                store.delete_prefix("_ocrtune/write-probe")
+                return
+            except Exception as exc:  # the volume server may not have registered its capacity yet
+                last = exc
+                time.sleep(0.5)
+        free = shutil.disk_usage(self.root).free // 2**20
+        raise self._fail(
+            "s3", f"accepts no writes ({type(last).__name__}: {str(last)[:120]}; {free} MiB free on its disk)"
+        )
 
     def _start_mlflow(self, mlflow: str, creds: Credentials, timeout: float) -> None:
         db = self.root / "mlflow.db"

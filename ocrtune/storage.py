@@ -80,7 +80,9 @@ def _is_connection_error(exc: BaseException) -> bool:
 class ObjectStore:
     """Upload/download files and trees to one bucket, with retries and hash checks."""
 
-    def __init__(self, settings: S3Settings, retries: int = 4, backoff: float = 0.5):
+    def __init__(
+        self, settings: S3Settings, retries: int = 4, backoff: float = 0.5, read_timeout: float = 120
+    ):
         import urllib3
         from minio import Minio
 
@@ -92,7 +94,7 @@ class ObjectStore:
             raise UserError(f"S3 endpoint '{settings.endpoint}' is not a URL like http://host:port")
         self.endpoint = f"{url.scheme}://{url.netloc}"
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5, read=120),
+            timeout=urllib3.Timeout(connect=5, read=read_timeout),
             retries=urllib3.Retry(total=0, connect=0, read=0, redirect=0),
             maxsize=8,
         )

@@ -163,7 +163,10 @@ def test_ocr_with_craft_detector_reads_a_page(english_export, tmp_path):
     draw.text((330, 140), "garden", font=font, fill=0)
     path = tmp_path / "page.png"
     page.save(path)
-    r = run_cli("ocr", str(path), "--model", str(english_export), "--detector", "--json")
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    r = run_cli("ocr", str(path), "--model", str(english_export), "--detector", "--json", env={"TMPDIR": str(tmp)})
     assert r.returncode == 0, r.stderr[-1500:]
     strings = [json.loads(line)["string"] for line in r.stdout.strip().splitlines()]
     assert strings == ["Hello", "garden"]
+    assert list(tmp.glob("ocrtune-reader-*")) == []  # the directory Reader loaded both weights from is gone

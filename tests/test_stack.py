@@ -10,7 +10,7 @@ import subprocess
 
 from conftest import run_cli
 
-from ocrtune.stack import LocalStack, free_ports
+from ocrtune.stack import LocalStack, free_ports, port_free
 
 
 def test_up_status_down_and_idempotency(tmp_path):
@@ -93,3 +93,21 @@ def test_missing_binary_is_one_line_error(tmp_path):
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1
     assert "'weed' binary not found" in r.stderr
+
+
+def test_a_disk_too_full_for_s3_is_one_line_error_and_starts_nothing(tmp_path):
+    """SeaweedFS makes every volume read-only on a low disk and uploads then wait forever (a CI run lost an
+    hour that way): ``up`` refuses instead, naming the free space."""
+    d = tmp_path / "st"
+    s3_port, mlflow_port = free_ports(2)
+    argv = ["stack", "up", "--dir", str(d), "--s3-port", str(s3_port), "--mlflow-port", str(mlflow_port)]
+    r = run_cli(*argv, env={"OCRTUNE_S3_MIN_FREE_MB": str(10**12)})
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert "MiB free on the disk of" in r.stderr and "free some space" in r.stderr
+    assert LocalStack(d).pid("s3") is None and LocalStack(d).pid("mlflow") is None
+    assert port_free(s3_port)
+
+    r = run_cli(*argv, env={"OCRTUNE_S3_MIN_FREE_MB": "lots"})
+    assert r.returncode == 2
+    assert r.stderr.strip() == "ocrtune: error: OCRTUNE_S3_MIN_FREE_MB='lots' is not a whole number of MiB of at least 1"
