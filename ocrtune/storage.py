@@ -24,6 +24,7 @@ from .errors import UserError
 
 MANIFEST = "_MANIFEST.json"
 PART_SIZE = 8 * 1024 * 1024  # multipart above this size
+NOT_FOUND = ("NoSuchKey", "NoSuchObject", "NotFound")
 T = TypeVar("T")
 
 
@@ -77,6 +78,17 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a non-S3 answer (minio raises these for bodies that are not S3 XML)."""
+    from minio.error import InvalidResponseError, ServerError
+
+    if isinstance(exc, ServerError):
+        return exc.status_code
+    if isinstance(exc, InvalidResponseError):
+        return int(getattr(exc, "_code", 0)) or None
+    return None
+
+
 class ObjectStore:
     """Upload/download files and trees to one bucket, with retries and hash checks."""
 
@@ -122,14 +134,28 @@ class ObjectStore:
                     raise UserError(
                         f"S3 endpoint {self.endpoint} refused the credentials for {what} ({exc.code})"
                     ) from None
-                raise
-            except Exception as exc:
-                if not _is_connection_error(exc):
-                    raise
-                if attempt >= self.retries:
-                    reason = getattr(exc, "reason", None) or exc
+                if exc.code == "NoSuchBucket":
                     raise UserError(
-                        f"S3 endpoint {self.endpoint} unreachable during {what} after {attempt + 1} tries: "
+                        f"S3 endpoint {self.endpoint} has no bucket '{self.bucket}' ({what})"
+                    ) from None
+                if exc.code in NOT_FOUND:
+                    raise  # an answer, not a failure: callers such as exists() read it
+                raise UserError(
+                    f"S3 endpoint {self.endpoint} failed {what}: {exc.code}: {exc.message}"
+                ) from None
+            except Exception as exc:
+                status = _http_status(exc)  # an answer without an S3 error body (a proxy, a gateway)
+                if status is not None and status < 500:
+                    raise UserError(
+                        f"S3 endpoint {self.endpoint} answered HTTP {status} to {what}, not as S3 does"
+                    ) from None
+                if status is None and not _is_connection_error(exc):
+                    raise
+                if attempt >= self.retries:  # connection errors and 5xx may pass: retried
+                    reason = getattr(exc, "reason", None) or exc
+                    how = f"answered HTTP {status}" if status else "unreachable"
+                    raise UserError(
+                        f"S3 endpoint {self.endpoint} {how} during {what} after {attempt + 1} tries: "
                         f"{type(reason).__name__}"
                     ) from None
                 time.sleep(self.backoff * (2**attempt))
@@ -146,7 +172,7 @@ class ObjectStore:
             self._call(f"stat {key}", lambda: self.client.stat_object(self.bucket, key))
             return True
         except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+            if exc.code in NOT_FOUND:
                 return False
             raise
 

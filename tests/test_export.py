@@ -165,7 +165,9 @@ def test_ocr_with_craft_detector_reads_a_page(english_export, tmp_path):
     page.save(path)
     tmp = tmp_path / "tmpdir"
     tmp.mkdir()
-    r = run_cli("ocr", str(path), "--model", str(english_export), "--detector", "--json", env={"TMPDIR": str(tmp)})
+    r = run_cli(
+        "ocr", str(path), "--model", str(english_export), "--detector", "--json", env={"TMPDIR": str(tmp)}
+    )
     assert r.returncode == 0, r.stderr[-1500:]
     strings = [json.loads(line)["string"] for line in r.stdout.strip().splitlines()]
     assert strings == ["Hello", "garden"]

@@ -110,4 +110,7 @@ def test_a_disk_too_full_for_s3_is_one_line_error_and_starts_nothing(tmp_path):
 
     r = run_cli(*argv, env={"OCRTUNE_S3_MIN_FREE_MB": "lots"})
     assert r.returncode == 2
-    assert r.stderr.strip() == "ocrtune: error: OCRTUNE_S3_MIN_FREE_MB='lots' is not a whole number of MiB of at least 1"
+    assert (
+        r.stderr.strip()
+        == "ocrtune: error: OCRTUNE_S3_MIN_FREE_MB='lots' is not a whole number of MiB of at least 1"
+    )

@@ -48,6 +48,47 @@ def test_unreachable_endpoint_names_it():
     assert f"http://127.0.0.1:{port} unreachable" in msg and "after 3 tries" in msg and "\n" not in msg
 
 
+def test_missing_bucket_is_named(stack):
+    creds = stack.credentials()
+    other = ObjectStore(S3Settings(stack.state.s3_url, creds.access_key, creds.secret_key, "no-such-bucket"))
+    with pytest.raises(UserError, match=f"S3 endpoint {stack.state.s3_url} has no bucket 'no-such-bucket'"):
+        other.get_bytes("anything")
+
+
+def test_a_gateway_answering_5xx_is_retried_then_one_line():
+    """A proxy or overloaded gateway in front of S3 answers 503 without an S3 error body."""
+    import http.server
+    import threading
+
+    hits = []
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            hits.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        s = ObjectStore(S3Settings(url, "a", "b", "bucket"), retries=2, backoff=0.05)
+        with pytest.raises(UserError) as exc:
+            s.get_bytes("k")
+    finally:
+        server.shutdown()
+        server.server_close()
+    msg = str(exc.value)
+    assert f"S3 endpoint {url} answered HTTP 503 during download k after 3 tries" in msg and "\n" not in msg
+    assert len(hits) == 3
+
+
 def test_publish_and_fetch_tree(store, tmp_path):
     src = tmp_path / "tree"
     (src / "images").mkdir(parents=True)
