@@ -35,7 +35,7 @@ run: setup fonts
 
 ## test: the whole test suite, servers started and stopped by the tests themselves
 test: setup fonts trdg
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=8 tests
 
 ## bench: every bench/bench_*.py, each printing its figures and the machine it ran on
 bench: setup fonts trdg
