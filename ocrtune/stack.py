@@ -262,8 +262,7 @@ class LocalStack:
             self._check_port(self.state.s3_port, "s3")
             self._check_disk()
             self._start_s3(weed, creds, timeout)
-        self._ensure_bucket(timeout)
-        self._ensure_writable(timeout)
+        self._ensure_s3_ready(timeout)
         if self.pid("mlflow") is None:
             mlflow = find_binary("mlflow")
             self._check_port(self.state.mlflow_port, "mlflow")
@@ -336,44 +335,35 @@ class LocalStack:
             time.sleep(0.3)
         raise self._fail("s3", f"did not answer on {self.state.s3_url} within {timeout:.0f}s")
 
-    def _ensure_bucket(self, timeout: float) -> None:
-        from .storage import ObjectStore, S3Settings
-
-        creds = self.credentials()
-        settings = S3Settings(self.state.s3_url, creds.access_key, creds.secret_key, self.state.bucket)
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            try:
-                ObjectStore(settings, retries=0).ensure_bucket()
-                return
-            except Exception as exc:  # the filer may still be electing its master
-                last = exc
-                time.sleep(0.5)
-        raise self._fail("s3", f"could not create bucket '{self.state.bucket}': {last}")
-
-    def _ensure_writable(self, timeout: float) -> None:
-        """Store and delete a probe object: a bucket is filer metadata, an object needs a writable
-        volume, which SeaweedFS withholds (and lets uploads wait on) when its disk is low."""
+    def _ensure_s3_ready(self, timeout: float) -> None:
+        """Create the bucket, then store and delete a probe object: a bucket is filer metadata, an object
+        needs a writable volume, which SeaweedFS withholds (and lets uploads wait on) when its disk is low."""
         from .storage import ObjectStore, S3Settings
 
         creds = self.credentials()
         settings = S3Settings(self.state.s3_url, creds.access_key, creds.secret_key, self.state.bucket)
         store = ObjectStore(settings, retries=0, read_timeout=15)
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            try:
-                store.put_bytes(b"ok", "_ocrtune/write-probe")
-                store.delete_prefix("_ocrtune/write-probe")
-                return
-            except Exception as exc:  # the volume server may not have registered its capacity yet
-                last = exc
-                time.sleep(0.5)
-        free = shutil.disk_usage(self.root).free // 2**20
-        raise self._fail(
-            "s3", f"accepts no writes ({type(last).__name__}: {str(last)[:120]}; {free} MiB free on its disk)"
-        )
+
+        def probe() -> None:
+            store.put_bytes(b"ok", "_ocrtune/write-probe")
+            store.delete_prefix("_ocrtune/write-probe")
+
+        # right after start the filer may still elect its master, the volume server register its capacity
+        for what, step in (
+            (f"could not create bucket '{self.state.bucket}'", store.ensure_bucket),
+            ("accepts no writes", probe),
+        ):
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    step()
+                    break
+                except Exception as exc:
+                    if time.monotonic() >= deadline:
+                        free = shutil.disk_usage(self.root).free // 2**20
+                        detail = f"{type(exc).__name__}: {str(exc)[:120]}; {free} MiB free on its disk"
+                        raise self._fail("s3", f"{what} ({detail})") from None
+                    time.sleep(0.5)
 
     def _start_mlflow(self, mlflow: str, creds: Credentials, timeout: float) -> None:
         db = self.root / "mlflow.db"
