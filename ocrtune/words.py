@@ -235,12 +235,12 @@ def coverage_words(
         ]
         picked = [c, *rng.sample(pending, min(length - 1, len(pending)))]
         if len(picked) < length:
-            fill = [x for x in font_set if is_hangul(x) == hangul and x != " " and x in chars]
+            fill = sorted(x for x in font_set if is_hangul(x) == hangul and x != " " and x in chars)
             picked += [rng.choice(fill) for _ in range(length - len(picked))] if fill else []
         if c == " ":
             picked.remove(" ")
             if len(picked) < 2:
-                filler = [x for x in font_set if x != " " and x in chars] or ["."]
+                filler = sorted(x for x in font_set if x != " " and x in chars) or ["."]
                 picked += [rng.choice(filler) for _ in range(2 - len(picked))]
             rng.shuffle(picked)
             text = picked[0] + " " + "".join(picked[1:])

@@ -134,6 +134,19 @@ def test_coverage_every_character_k_times(fonts_dir, tmp_path):
     assert sources["coverage"] > 100 and sum(sources.values()) == 420
 
 
+def test_coverage_strings_are_the_same_in_every_process(fonts_dir, tmp_path):
+    """Same seed, same dataset, whatever the interpreter's string-hash seed (set order differs by process)."""
+    args = ("--count", "420", "--val", "0", "--test", "0", "--coverage-min", "1", "--wordfreq-top", "300")
+    for hash_seed in ("1", "2"):
+        r = run_cli(
+            "data", "generate", "--out", str(tmp_path / hash_seed), "--fonts-dir", str(fonts_dir), "--quiet",
+            *args, env={"PYTHONHASHSEED": hash_seed},
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    first, second = (read_gt(tmp_path / seed / "train") for seed in ("1", "2"))
+    assert first == second
+
+
 def test_too_small_for_coverage_is_a_user_error(fonts_dir, tmp_path):
     r = _gen(tmp_path / "o", fonts_dir, "--count", "50", "--val", "0", "--test", "0", "--coverage-min", "3")
     assert r.returncode == 2 and "too small" in r.stderr and len(r.stderr.strip().splitlines()) == 1
