@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export OCRTUNE_STACK_DIR ?= $(CURDIR)/.ocrtune
 
-.PHONY: setup fonts trdg run test bench lint clean stack-down
+.PHONY: setup fonts trdg run test test-unit bench lint clean stack-down
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ fonts: setup
 ## trdg: the real trdg 1.8.0 in its own venv (~/.cache/ocrtune/trdg-venv; ~1 min once) for --backend trdg,
 ## its test and the benchmark; a failure here only makes that test skip with the reason
 trdg: setup
-	-$(BIN)/python -c "from ocrtune.trdg_backend import ensure_trdg; ensure_trdg()"
+	-$(BIN)/python -c "from ocrtune.data.trdg_backend import ensure_trdg; ensure_trdg()"
 
 CONFIG ?= tiny
 
@@ -33,9 +33,14 @@ run: setup fonts
 	$(BIN)/ocrtune run --config $(CONFIG)
 	$(BIN)/ocrtune stack status
 
-## test: the whole test suite, servers started and stopped by the tests themselves
+## test: the whole test suite: tests/unit (fast, no servers) and tests/integration (real S3 + MLflow servers,
+## torchrun ranks, the whole pipeline), servers started and stopped by the tests themselves
 test: setup fonts trdg
 	$(BIN)/python -m pytest -q --durations=8 tests
+
+## test-unit: the fast part alone (no servers, no torchrun), a couple of minutes
+test-unit: setup fonts
+	$(BIN)/python -m pytest -q --durations=5 tests/unit
 
 ## bench: every bench/bench_*.py, each printing its figures and the machine it ran on
 bench: setup fonts trdg

@@ -39,8 +39,8 @@ from bench_time_to_accuracy import english_words, score, train_argv  # noqa: E40
 from bench_train import run_dtrb  # noqa: E402
 from machine import machine  # noqa: E402
 
-from ocrtune.benchmark import load_benchmark  # noqa: E402
 from ocrtune.charsets import load_charset  # noqa: E402
+from ocrtune.release.frozen_benchmark import load_benchmark  # noqa: E402
 
 
 def english_data(root: Path, train_count: int) -> None:

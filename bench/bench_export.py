@@ -26,17 +26,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine  # noqa: E402
 
 from ocrtune.charsets import load_charset  # noqa: E402
-from ocrtune.decode import read_crops  # noqa: E402
-from ocrtune.easyocr_reader import open_reader  # noqa: E402
-from ocrtune.export import export_model  # noqa: E402
-from ocrtune.model import Model  # noqa: E402
-from ocrtune.pretrained import load_recognizer_state  # noqa: E402
+from ocrtune.model.decode import read_crops  # noqa: E402
+from ocrtune.model.network import Model  # noqa: E402
+from ocrtune.model.pretrained import load_recognizer_state  # noqa: E402
+from ocrtune.release.easyocr_reader import open_reader  # noqa: E402
+from ocrtune.release.export import export_model  # noqa: E402
 
 
 def crops(n: int) -> list[np.ndarray]:
     import wordfreq
 
-    from ocrtune.fonts import load_fonts
+    from ocrtune.data.fonts import load_fonts
 
     fonts = [f.path for f in load_fonts()]
     words = [w for w in wordfreq.top_n_list("en", 5000) if w.isascii() and w.isalpha()]

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ocrtune.charsets import load_charset  # noqa: E402
-from ocrtune.lmdb_format import LmdbReader, write_lmdb  # noqa: E402
+from ocrtune.data.lmdb import LmdbReader, write_lmdb  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine  # noqa: E402
@@ -28,7 +28,7 @@ from machine import machine  # noqa: E402
 
 def korean_font() -> Path:
     try:
-        from ocrtune.fonts import load_fonts
+        from ocrtune.data.fonts import load_fonts
 
         fonts = {f.name: f.path for f in load_fonts()}
         for name in ("NanumPen", "Gaegu", "NanumBrush"):

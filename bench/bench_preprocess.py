@@ -20,8 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ocrtune.charsets import load_charset  # noqa: E402
-from ocrtune.decode import decode_greedy  # noqa: E402
-from ocrtune.preprocess import pad_batch, preprocess, preprocess_with_width, to_gray  # noqa: E402
+from ocrtune.model.decode import decode_greedy  # noqa: E402
+from ocrtune.model.preprocess import pad_batch, preprocess, preprocess_with_width, to_gray  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine  # noqa: E402

@@ -17,12 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from ocrtune import generate as gen
 from ocrtune.config import DataConfig
-from ocrtune.fonts import load_fonts
-from ocrtune.render import RenderOptions
-from ocrtune.trdg_backend import ensure_trdg, run_trdg
-from ocrtune.words import wordfreq_words
+from ocrtune.data import generate as gen
+from ocrtune.data.fonts import load_fonts
+from ocrtune.data.render import RenderOptions
+from ocrtune.data.trdg_backend import ensure_trdg, run_trdg
+from ocrtune.data.words import wordfreq_words
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine  # noqa: E402

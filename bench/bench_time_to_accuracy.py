@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import machine  # noqa: E402
 
-from ocrtune.benchmark import load_benchmark, reader_accuracy  # noqa: E402
-from ocrtune.export import export_model  # noqa: E402
+from ocrtune.release.export import export_model  # noqa: E402
+from ocrtune.release.frozen_benchmark import load_benchmark, reader_accuracy  # noqa: E402
 
 PY = sys.executable
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")

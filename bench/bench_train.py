@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ocrtune.charsets import load_charset  # noqa: E402
-from ocrtune.lmdb_format import LmdbReader, write_lmdb  # noqa: E402
-from ocrtune.loader import BucketBatchSampler, Collate, LmdbDataset, LmdbSource, make_loader  # noqa: E402
-from ocrtune.preprocess import preprocess  # noqa: E402
+from ocrtune.data.lmdb import LmdbReader, write_lmdb  # noqa: E402
+from ocrtune.model.preprocess import preprocess  # noqa: E402
+from ocrtune.training.loader import BucketBatchSampler, Collate, LmdbDataset, LmdbSource, make_loader  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine  # noqa: E402

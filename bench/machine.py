@@ -12,7 +12,7 @@ def machine(*modules: str) -> str:
 
     import torch
 
-    from ocrtune.tracking import system_info
+    from ocrtune.training.tracking import system_info
 
     parts = [
         f"{system_info()['cpu']}, {len(os.sched_getaffinity(0))} cores (load {os.getloadavg()[0]:.1f})",

@@ -1,5 +1,5 @@
 """``python -m ocrtune`` (what torchrun runs) is the same as the ``ocrtune`` command."""
 
-from .cli import main
+from ocrtune.cli import main
 
 main()

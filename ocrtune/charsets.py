@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import UserError
+from ocrtune.errors import UserError
 
 BUILTIN = ("korean_g2", "english_g2")
 HANGUL_FIRST, HANGUL_LAST = 0xAC00, 0xD7A3  # the 11,172 precomposed syllables

@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from . import __version__
-from .errors import UserError
+from ocrtune import __version__
+from ocrtune.errors import UserError
 
 # group name -> "module:attribute"; imported only when the group is used, so `ocrtune --help` is fast
 GROUPS = {

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from ocrtune.errors import ConfigError
 
 PROFILES = ("tiny", "full")
 

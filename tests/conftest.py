@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from ocrtune.stack import LocalStack, free_ports
-from ocrtune.storage import ObjectStore, S3Settings
+from ocrtune.platform.stack import LocalStack, free_ports
+from ocrtune.platform.storage import ObjectStore, S3Settings
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def sigint_as_in_a_terminal() -> None:
-    """``preexec_fn`` for a Ctrl-C test: a background job (``cmd &``, nohup, some CI runners) starts with
-    SIGINT ignored and its children inherit that, so Python would never raise KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def run_cli(*args: str, cwd: str | Path | None = None, env: dict | None = None, timeout: float = 300):
-    """Run the real ``ocrtune`` console entry point in a subprocess."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "ocrtune", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+# fixtures kept beside their helpers: the training LMDBs, the model hub served on 127.0.0.1
+pytest_plugins = ["support.train_data", "support.model_hub"]
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import yaml
 
-from ..config import load_config
+from ocrtune.config import load_config
 
 
 @click.group()

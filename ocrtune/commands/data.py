@@ -11,10 +11,10 @@ def data() -> None:
 
 
 # Commands are defined in their own modules and attached here, one line each.
-from .convert import convert_trdg, import_crops, lmdb_cmd  # noqa: E402
+from ocrtune.commands.convert import convert_trdg, import_crops, lmdb_cmd  # noqa: E402
 
 for _cmd in (lmdb_cmd, convert_trdg, import_crops):
     data.add_command(_cmd)
-from .generate import generate  # noqa: E402
+from ocrtune.commands.generate import generate  # noqa: E402
 
 data.add_command(generate)

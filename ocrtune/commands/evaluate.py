@@ -25,7 +25,7 @@ import click
 )
 def evaluate(model_dir, data, limit, as_json, check) -> int:
     """Word accuracy of MODEL_DIR by ocrtune and by easyocr.Reader, and how often they agree."""
-    from ..benchmark import load_benchmark, parity
+    from ocrtune.release.frozen_benchmark import load_benchmark, parity
 
     report = parity(model_dir, load_benchmark(data, limit=limit))
     if as_json:

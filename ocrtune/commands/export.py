@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..charsets import load_charset
+from ocrtune.charsets import load_charset
 
 
 @click.command()
@@ -20,7 +20,7 @@ from ..charsets import load_charset
 @click.option("--overwrite", is_flag=True, help="Replace an existing export directory.")
 def export(checkpoint, out, name, charset, lang_list, overwrite) -> None:
     """Export CHECKPOINT to EasyOCR's custom-model format."""
-    from ..export import export_model
+    from ocrtune.release.export import export_model
 
     info = export_model(
         checkpoint,

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..fonts import default_fonts_dir
+from ocrtune.data.fonts import default_fonts_dir
 
 dir_option = click.option(
     "--dir",
@@ -39,7 +39,7 @@ def fonts() -> None:
 )
 def fetch(fonts_dir, add, no_apt, no_npm, refresh, charset) -> None:
     """Fetch the fonts into the fonts directory and write its fonts.json (instant when cached)."""
-    from ..fonts import fetch_fonts
+    from ocrtune.data.fonts import fetch_fonts
 
     got = fetch_fonts(
         fonts_dir,
@@ -62,9 +62,9 @@ def fetch(fonts_dir, add, no_apt, no_npm, refresh, charset) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def report(fonts_dir, charset, as_json) -> None:
     """Per font: licence, Hangul syllables drawn, charset coverage and Latin/digit coverage (rendered)."""
-    from ..charsets import load_charset
-    from ..fonts import load_fonts
-    from ..glyphs import coverage_table
+    from ocrtune.charsets import load_charset
+    from ocrtune.data.fonts import load_fonts
+    from ocrtune.data.glyphs import coverage_table
 
     chars = load_charset(charset)
     rows = coverage_table(load_fonts(fonts_dir), chars, charset)

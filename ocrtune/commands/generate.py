@@ -6,8 +6,8 @@ import dataclasses
 
 import click
 
-from ..config import DataConfig, load_config
-from ..render import BACKGROUNDS
+from ocrtune.config import DataConfig, load_config
+from ocrtune.data.render import BACKGROUNDS
 
 
 @click.command()
@@ -43,7 +43,7 @@ from ..render import BACKGROUNDS
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(out, config_file, overwrite, quiet, fonts_dir, count, val, test, margins, **flags) -> None:
     """Render words in handwriting fonts into OUT (train/val/test split by font and by word)."""
-    from ..generate import generate as run
+    from ocrtune.data.generate import generate as run
 
     cfg = load_config(config_file).data if config_file else DataConfig()
     changes = {k: v for k, v in flags.items() if v is not None}

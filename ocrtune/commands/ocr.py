@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import UserError
+from ocrtune.errors import UserError
 
 
 def _stock_reader(name: str, detector: bool):
@@ -20,7 +20,7 @@ def _stock_reader(name: str, detector: bool):
 
         storage, langs = model_dir(), ["en"]
     elif name == "korean_g2":
-        from ..pretrained import default_models_dir
+        from ocrtune.model.pretrained import default_models_dir
 
         storage, langs = str(default_models_dir()), ["ko", "en"]
         if not (Path(storage) / "korean_g2.pth").exists():
@@ -43,7 +43,7 @@ def _stock_reader(name: str, detector: bool):
 
 def _resolve_model_dir(spec: str, tmp: str) -> str:
     if spec.startswith("models:/"):
-        from ..registry import pull
+        from ocrtune.release.registry import pull
 
         path, mv = pull(spec, Path(tmp) / "model")
         click.echo(f"# {spec} -> version {mv.version}", err=True)
@@ -54,7 +54,7 @@ def _resolve_model_dir(spec: str, tmp: str) -> str:
 
 
 def _open(spec: str, detector: bool, tmp: str):
-    from ..easyocr_reader import open_reader
+    from ocrtune.release.easyocr_reader import open_reader
 
     if spec in ("english_g2", "korean_g2"):
         return _stock_reader(spec, detector)

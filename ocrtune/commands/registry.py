@@ -32,7 +32,7 @@ def _tags(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--tracking-uri", help="MLflow URI (default $MLFLOW_TRACKING_URI or the local stack).")
 def register(model_dir, model_name, tags, tracking_uri) -> None:
     """Register an export as a new version aliased 'challenger' (never twice for the same files)."""
-    from ..registry import register as do_register
+    from ocrtune.release.registry import register as do_register
 
     mv, created = do_register(model_dir, model_name, tags=_tags(tags), uri=tracking_uri)
     verb = "registered" if created else "already registered"
@@ -60,8 +60,8 @@ def register(model_dir, model_name, tags, tracking_uri) -> None:
 @click.option("--tracking-uri", help="MLflow URI (default $MLFLOW_TRACKING_URI or the local stack).")
 def promote(model_name, benchmark, version, min_delta, limit, dry_run, tracking_uri) -> None:
     """Gate: move 'champion' to the challenger only if it wins on the benchmark now."""
-    from ..benchmark import load_benchmark, reader_accuracy
-    from ..registry import promote as do_promote
+    from ocrtune.release.frozen_benchmark import load_benchmark, reader_accuracy
+    from ocrtune.release.registry import promote as do_promote
 
     bench = load_benchmark(benchmark, limit=limit)
     decision = do_promote(
@@ -81,7 +81,7 @@ def promote(model_name, benchmark, version, min_delta, limit, dry_run, tracking_
 @click.option("--tracking-uri", help="MLflow URI (default $MLFLOW_TRACKING_URI or the local stack).")
 def rollback(model_name, tracking_uri) -> None:
     """Move 'champion' back to 'previous-champion'."""
-    from ..registry import rollback as do_rollback
+    from ocrtune.release.registry import rollback as do_rollback
 
     click.echo(json.dumps(do_rollback(model_name, uri=tracking_uri), indent=2))
 
@@ -92,9 +92,9 @@ def rollback(model_name, tracking_uri) -> None:
 @click.option("--tracking-uri", help="MLflow URI (default $MLFLOW_TRACKING_URI or the local stack).")
 def pull(model_uri, dest, tracking_uri) -> None:
     """Write models:/NAME@ALIAS as an EasyOCR-ready directory and print how to load it."""
-    from ..easyocr_reader import model_config
-    from ..registry import pull as do_pull
-    from .export import _snippet
+    from ocrtune.commands.export import _snippet
+    from ocrtune.release.easyocr_reader import model_config
+    from ocrtune.release.registry import pull as do_pull
 
     path, mv = do_pull(model_uri, dest, uri=tracking_uri)
     cfg = model_config(path)

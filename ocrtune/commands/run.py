@@ -23,7 +23,7 @@ import click
 @click.option("--max-steps", type=int, help="Override train.max_steps.")
 def run(config_file, runs_dir, nproc, max_steps) -> None:
     """Fonts -> data -> LMDB -> DDP training -> export -> parity -> register -> promote."""
-    from ..workflow import LocalRun, stack_env_for_run
+    from ocrtune.platform.local_runner import LocalRun, stack_env_for_run
 
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         os.environ.update(stack_env_for_run())

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..stack import DEFAULT_DIR_ENV, LocalStack
+from ocrtune.platform.stack import DEFAULT_DIR_ENV, LocalStack
 
 dir_option = click.option(
     "--dir",

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from ..config import load_config
-from ..errors import UserError
+from ocrtune.config import load_config
+from ocrtune.errors import UserError
 
 
 def _floats(text: str | None) -> list[float] | None:
@@ -73,7 +73,7 @@ def train(
     PyTorchJob every process runs this same command. Exit code 75: stopped by SIGTERM after saving a
     checkpoint; rerun with --resume.
     """
-    from ..train import PREEMPTED_EXIT, Job, Preempted, run
+    from ocrtune.training.loop import PREEMPTED_EXIT, Job, Preempted, run
 
     cfg = load_config(config_file).train
     overrides = {

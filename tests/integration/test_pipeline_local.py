@@ -1,0 +1,107 @@
+"""The whole pipeline on one machine (`ocrtune run`), then what a user does with the result.
+
+Fine-tunes the real english_g2 on English words in our handwriting fonts for a few DDP steps (2 ranks),
+exports, checks parity, registers and promotes against the real local stack; then pulls the champion
+by alias and reads the validation set in a fresh process with plain easyocr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import wordfreq
+import yaml
+from support.cli import run_cli
+
+from ocrtune.platform.stack import free_ports
+
+HERE = Path(__file__).parent
+
+PLAIN_EASYOCR = """
+import json, sys
+sys.modules["ocrtune"] = None  # a user's environment: easyocr only
+import easyocr
+d, gt = sys.argv[1], sys.argv[2]
+reader = easyocr.Reader(["en"], gpu=False, recog_network="custom", model_storage_directory=d,
+                        user_network_directory=d, download_enabled=False, detector=False, verbose=False)
+root = gt.rsplit("/", 1)[0]
+rows = [line.rstrip("\\n").split("\\t", 1) for line in open(gt, encoding="utf-8") if line.strip()]
+hits = sum((reader.recognize(root + "/" + p) or [(0, "", 0)])[0][1] == label for p, label in rows)
+print(json.dumps({"n": len(rows), "accuracy": hits / len(rows)}))
+"""
+
+
+def test_local_pipeline_end_to_end(stack_env, tmp_path):
+    words = [w for w in wordfreq.top_n_list("en", 3000) if w.isascii() and w.isalpha() and len(w) > 2][:1500]
+    (tmp_path / "words.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    cfg = yaml.safe_load((HERE.parent / "fixtures" / "e2e-english.yaml").read_text())
+    cfg["data"]["words"] = str(tmp_path / "words.txt")
+    # as the tiny profile offline: korean_g2 cannot be fetched (a refused port), english_g2 takes over
+    cfg["train"].update(pretrained="korean_g2", fallback_pretrained="english_g2")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    (port,) = free_ports(1)
+    env = {
+        **stack_env,
+        "OCRTUNE_BUCKET": "ocrtune-test",
+        "OCRTUNE_MODEL_URL_KOREAN_G2": f"http://127.0.0.1:{port}/korean_g2.zip",
+    }
+    r = run_cli(
+        "run",
+        "--config",
+        str(tmp_path / "run.yaml"),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--nproc",
+        "2",
+        env=env,
+        timeout=900,
+    )
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    summary = json.loads(r.stdout[r.stdout.index("{\n") :])
+    run_dir = Path(summary["dir"])
+    assert (run_dir / "train" / "log_train.txt").read_text().count("Ground Truth") >= 1
+    assert summary["parity"]["ok"], summary["parity"]
+    assert summary["registered"].startswith("registered: models:/e2e-english/")
+    assert "--tag base_model=english_g2 " in r.stdout  # the weights it started from, not the name asked for
+    assert summary["promotion"]["promoted"]
+    parity = json.loads((run_dir / "parity.json").read_text())
+
+    # what a user does: pull the champion by alias, read the validation set with plain easyocr
+    pulled = tmp_path / "pulled"
+    r = run_cli("pull", "models:/e2e-english@champion", "--to", str(pulled), env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = subprocess.run(
+        [sys.executable, "-c", PLAIN_EASYOCR, str(pulled), str(run_dir / "data/val/gt.txt")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    plain = json.loads(out.stdout.strip().splitlines()[-1])
+    assert plain["n"] == parity["samples"]
+    assert abs(plain["accuracy"] - parity["ocrtune_accuracy"]) <= 0.01, (plain, parity)
+
+    # read by alias straight from the registry, beside the pulled copy: the same model, the same reading
+    rel = (run_dir / "data/val/gt.txt").read_text("utf-8").splitlines()[0].split("\t", 1)[0]
+    r = run_cli(
+        "ocr",
+        str(run_dir / "data/val" / rel),
+        "--model",
+        "models:/e2e-english@champion",
+        "--compare-with",
+        str(pulled),
+        "--json",
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = json.loads(r.stdout.strip().splitlines()[-1])
+    assert row["string"] == row["compare"]["string"] and row["confidence"] == row["compare"]["confidence"]
+
+    # the run is cached step by step: a second `ocrtune run` does no work and changes nothing
+    r = run_cli("run", "--config", str(tmp_path / "run.yaml"), "--runs-dir", str(tmp_path / "runs"), env=env)
+    assert r.returncode == 0 and "[train] cached" in r.stdout and "[promote] cached" in r.stdout
