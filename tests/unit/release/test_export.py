@@ -153,8 +153,8 @@ def test_parity_ocrtune_vs_plain_easyocr(english_export, bench):
 
 def test_ocr_with_craft_detector_reads_a_page(english_export, tmp_path):
     """--detector finds the words of a whole page with EasyOCR's CRAFT weights (offline package)."""
-    from support.english_models import FONT
     from PIL import Image, ImageDraw, ImageFont
+    from support.english_models import FONT
 
     page = Image.new("L", (640, 240), 255)
     draw = ImageDraw.Draw(page)
