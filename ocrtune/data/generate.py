@@ -24,10 +24,11 @@ from pathlib import Path
 from ocrtune import __version__
 from ocrtune.charsets import load_charset
 from ocrtune.config import DataConfig
-from ocrtune.data.gt_layout import GT_FILE, IMAGES_DIR, SAMPLES_FILE, staged_dir
+from ocrtune.data.gt_layout import GT_FILE, IMAGES_DIR, SAMPLES_FILE
 from ocrtune.data.render import BACKGROUNDS, Renderer, RenderError, RenderOptions, sample_rng
 from ocrtune.data.words import KINDS, WordMix, WordSources, coverage_words, load_sources, make_text, partition
 from ocrtune.errors import UserError
+from ocrtune.files import staged_dir
 
 SPLITS = ("train", "val", "test")
 CHUNK = 64

@@ -7,14 +7,8 @@ nothing: images go into a temp dir beside the destination, which is renamed into
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import errno
 import io
-import os
-import re
-import secrets
-import shutil
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
@@ -23,12 +17,12 @@ from pathlib import Path, PurePosixPath
 from PIL import Image, ImageOps
 
 from ocrtune.errors import UserError
+from ocrtune.files import staged_dir
 
 GT_FILE = "gt.txt"
 SAMPLES_FILE = "samples.tsv"
 IMAGES_DIR = "images"
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _FORMAT_EXT = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif", "TIFF": ".tif", "WEBP": ".webp"}
 _EXIF_ORIENTATION = 0x0112
 
@@ -121,81 +115,6 @@ def ext_for(fmt: str | None) -> str:
 
 
 # ---------------------------------------------------------------- writing a directory completely or not at all
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def clean_stale(dst: Path) -> list[Path]:
-    """Remove temp dirs beside DST left by a writer that was killed (its PID is gone)."""
-    removed = []
-    for p in dst.parent.glob(f".{dst.name}.*-*"):
-        m = re.fullmatch(rf"\.{re.escape(dst.name)}\.(?:partial|old)-(\d+)-[0-9a-f]+", p.name)
-        if m and not _pid_alive(int(m.group(1))):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    return removed
-
-
-def disk_full_error(dst: Path, exc: BaseException) -> UserError:
-    return UserError(f"disk full (or failing) while writing {dst} ({exc}); nothing was written there")
-
-
-@contextlib.contextmanager
-def staged_dir(dst: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """A fresh temp dir beside DST; renamed to DST when the block completes, removed when it fails.
-
-    DST must not exist unless ``overwrite``; an existing DST is replaced only once the new one is complete.
-    A disk-full error becomes a one-line UserError.
-    """
-    dst = Path(os.path.abspath(dst))
-    if dst.exists() and not overwrite:
-        raise UserError(f"{dst} already exists (use --overwrite to replace it)")
-    if dst.exists() and not dst.is_dir():
-        raise UserError(f"{dst} exists and is not a directory")
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale(dst)
-        tmp = dst.parent / f".{dst.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-        tmp.mkdir()
-    except OSError as exc:
-        if exc.errno in DISK_FULL:
-            raise disk_full_error(dst, exc) from None
-        raise UserError(f"cannot create {dst}: {exc.strerror}") from None
-    try:
-        yield tmp
-        _publish(tmp, dst, overwrite)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno in DISK_FULL:
-            raise disk_full_error(dst, exc) from None
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _publish(tmp: Path, dst: Path, overwrite: bool) -> None:
-    if not dst.exists():
-        os.rename(tmp, dst)
-        return
-    if not overwrite:
-        raise UserError(f"{dst} appeared while writing (use --overwrite to replace it)")
-    old = dst.parent / f".{dst.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-    os.rename(dst, old)
-    try:
-        os.rename(tmp, dst)
-    except BaseException:
-        os.rename(old, dst)  # the previous DST stays in place
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 class LayoutWriter:

@@ -16,16 +16,9 @@ from pathlib import Path
 
 import lmdb
 
-from ocrtune.data.gt_layout import (
-    DISK_FULL,
-    GT_FILE,
-    disk_full_error,
-    image_info,
-    read_gt,
-    read_samples,
-    staged_dir,
-)
+from ocrtune.data.gt_layout import GT_FILE, image_info, read_gt, read_samples
 from ocrtune.errors import UserError
+from ocrtune.files import DISK_FULL, disk_full_error, staged_dir
 
 INITIAL_MAP_SIZE = 64 << 20
 BATCH_SAMPLES = 1000

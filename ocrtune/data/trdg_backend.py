@@ -20,8 +20,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from ocrtune.data.gt_layout import DISK_FULL
 from ocrtune.errors import UserError
+from ocrtune.files import DISK_FULL
 
 TRDG_REQUIREMENTS = ["trdg==1.8.0", "pillow<10"]
 VENV_ENV = "OCRTUNE_TRDG_VENV"

@@ -1,5 +1,5 @@
-"""Training end to end on tiny real LMDBs: one process, torchrun with 2 gloo ranks, exact resume, SIGTERM,
-non-finite losses, bad input, MLflow on the real local stack; plus the sampler and the launch environment.
+"""Training in one process on tiny real LMDBs: learning, exact resume, non-finite losses, bad input; plus the
+sampler and the launch environment.
 
 Images are words drawn with a real handwriting font (NanumPen) and written with ocrtune's own LMDB writer;
 the model is the real None-VGG-BiLSTM-CTC with a small head, so a step takes about a second on 2 cores.
