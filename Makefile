@@ -10,7 +10,7 @@ export OCRTUNE_STACK_DIR ?= $(CURDIR)/.ocrtune
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -e ".[test,lint]"
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[pipeline,stack,test,lint]"
 	touch $(STAMP)
 
 setup: $(STAMP)

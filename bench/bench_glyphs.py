@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ocrtune.charsets import all_syllables, load_charset  # noqa: E402
-from ocrtune.data.fonts import fetch_fonts  # noqa: E402
+from ocrtune.data.font_fetch import fetch_fonts  # noqa: E402
 from ocrtune.data.glyphs import RENDER_PX, coverage, coverage_table, drawn_chars, mapped_codepoints  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

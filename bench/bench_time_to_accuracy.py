@@ -54,7 +54,11 @@ def config(lang: str, words: Path | None, args) -> dict:
             "words": str(words) if words else None,
             "wordfreq_top": 0 if en else 20000,
             "coverage_min": 0 if en else 5,
-            "mix": [0.8, 0.0, 0.1, 0.05, 0.05] if en else [0.7, 0.1, 0.08, 0.04, 0.08],
+            "mix": (
+                {"word": 0.8, "phrase": 0.0, "digits": 0.1, "date": 0.05, "latin": 0.05}
+                if en
+                else {"word": 0.7, "phrase": 0.1, "digits": 0.08, "date": 0.04, "latin": 0.08}
+            ),
             "train_count": args.train_count,
             "val_count": 200,
             "test_count": args.test_count,

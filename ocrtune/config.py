@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ocrtune.data.words import KINDS, WordMix
 from ocrtune.errors import ConfigError
 
 PROFILES = ("tiny", "full")
@@ -42,8 +43,9 @@ class DataConfig:
     workers: int = 2
     backend: str = "pillow"  # pillow (ours) | trdg (the real trdg 1.8.0 in its own venv)
     margins: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # top, left, bottom, right pixels
-    # shares of word, phrase, digits, date, latin among the non-coverage texts
-    mix: list[float] = field(default_factory=lambda: [0.70, 0.10, 0.08, 0.04, 0.08])
+    # shares of each kind of text among the non-coverage texts: a mapping (word, phrase, digits, date,
+    # latin), or the older list of five numbers in that order
+    mix: WordMix = field(default_factory=WordMix)
 
 
 @dataclass
@@ -132,6 +134,12 @@ def _check(value: Any, tp: Any, where: str, source: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{source}: '{where}' must be a list, got {value!r}")
         return [_check(v, item_tp, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if tp is WordMix and isinstance(value, list):
+        if len(value) != len(KINDS):
+            raise ConfigError(
+                f"{source}: '{where}' must list {len(KINDS)} shares ({', '.join(KINDS)}), got {value!r}"
+            )
+        value = dict(zip(KINDS, value, strict=True))
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, source, where)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
@@ -167,37 +175,71 @@ def _build(cls: type, data: Any, source: str, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def _one_of(*choices: str) -> tuple:
+    *head, last = choices
+    return (lambda v: v in choices, f"must be {', '.join(head)} or {last}")
+
+
+def _at_least(low: float, strict: bool = False) -> tuple:
+    if strict:
+        return (lambda v: v > low, f"must be > {low:g}")
+    return (lambda v: v >= low, f"must be >= {low:g}")
+
+
+# Range checks that types alone cannot express, keyed by the dotted name a message shows; applied to a
+# loaded file and to command-line overrides alike, so neither path can skip them.
+CHECKS: dict[str, tuple] = {
+    "data.height": _at_least(16),
+    "data.skew": (lambda v: 0 <= v <= 45, "must be within 0..45 degrees"),
+    "data.train_count": _at_least(0, strict=True),
+    "data.val_count": _at_least(0),
+    "data.test_count": _at_least(0),
+    "data.workers": _at_least(1),
+    "data.image_format": (lambda v: v in ("jpg", "png"), "must be jpg or png"),
+    "data.mix": (
+        lambda v: all(getattr(v, k) >= 0 for k in KINDS) and sum(getattr(v, k) for k in KINDS) > 0,
+        "must be non-negative shares with a positive sum",
+    ),
+    "train.batch_size": _at_least(0, strict=True),
+    "train.max_steps": _at_least(0, strict=True),
+    "train.lr": _at_least(0, strict=True),
+    "train.workers": _at_least(0),
+    "train.head_lr_scale": _at_least(0, strict=True),
+    "train.optimizer": _one_of("adam", "adamw", "adadelta"),
+    "train.schedule": _one_of("cosine", "onecycle", "constant"),
+    "train.amp": _one_of("auto", "bf16", "fp16", "off"),
+    "storage.bucket": (lambda v: len(v) >= 3, "must be at least 3 characters"),
+}
+
+
+def _check_range(section: str, obj: Any, key: str, label: str) -> None:
+    rule = CHECKS.get(f"{section}.{key}")
+    if rule and not rule[0](getattr(obj, key)):
+        raise ConfigError(f"{label} {rule[1]}")
+
+
 def _validate(cfg: RunConfig, source: str) -> RunConfig:
-    """Range checks that types alone cannot express."""
-    checks = [
-        (cfg.data.height >= 16, "data.height", "must be >= 16"),
-        (0 <= cfg.data.skew <= 45, "data.skew", "must be within 0..45 degrees"),
-        (cfg.data.train_count > 0, "data.train_count", "must be > 0"),
-        (cfg.data.val_count >= 0, "data.val_count", "must be >= 0"),
-        (cfg.data.test_count >= 0, "data.test_count", "must be >= 0"),
-        (cfg.data.workers >= 1, "data.workers", "must be >= 1"),
-        (cfg.data.image_format in ("jpg", "png"), "data.image_format", "must be jpg or png"),
-        (cfg.train.batch_size > 0, "train.batch_size", "must be > 0"),
-        (cfg.train.max_steps > 0, "train.max_steps", "must be > 0"),
-        (cfg.train.lr > 0, "train.lr", "must be > 0"),
-        (cfg.train.head_lr_scale > 0, "train.head_lr_scale", "must be > 0"),
-        (
-            cfg.train.optimizer in ("adam", "adamw", "adadelta"),
-            "train.optimizer",
-            "must be adam, adamw or adadelta",
-        ),
-        (
-            cfg.train.schedule in ("cosine", "onecycle", "constant"),
-            "train.schedule",
-            "must be cosine, onecycle or constant",
-        ),
-        (cfg.train.amp in ("auto", "bf16", "fp16", "off"), "train.amp", "must be auto, bf16, fp16 or off"),
-        (len(cfg.storage.bucket) >= 3, "storage.bucket", "must be at least 3 characters"),
-    ]
-    for ok, key, msg in checks:
-        if not ok:
-            raise ConfigError(f"{source}: '{key}' {msg}")
+    for name in CHECKS:
+        section, key = name.split(".")
+        _check_range(section, getattr(cfg, section), key, f"{source}: '{name}'")
     return cfg
+
+
+def override(section_cfg: Any, section: str, values: dict[str, Any], label: str = "--{flag}") -> Any:
+    """``section_cfg`` (e.g. a TrainConfig) with ``values`` replacing its fields, type- and range-checked
+    as a config file is. None values are left out (an option not given). ``label`` names a bad value
+    in the error: ``--{flag}`` gives the command-line flag (``--max-steps must be > 0``), ``{key}`` the field."""
+    given = {k: v for k, v in values.items() if v is not None}
+    hints = typing.get_type_hints(type(section_cfg))
+    checked = {}
+    for key, value in given.items():
+        if key not in hints:
+            raise ConfigError(f"unknown setting '{section}.{key}'")
+        checked[key] = _check(value, hints[key], f"{section}.{key}", "command line")
+    result = dataclasses.replace(section_cfg, **checked)
+    for key in checked:
+        _check_range(section, result, key, label.format(flag=key.replace("_", "-"), key=key))
+    return result
 
 
 def from_dict(data: Any, source: str = "<config>") -> RunConfig:

@@ -60,7 +60,7 @@ def convert_trdg(src: str, dst: str, name_format: int | None, overwrite: bool) -
     With -na 0/1 the label is taken from the file name, where trdg has already dropped punctuation:
     generate with -na 2 when labels contain any.
     """
-    from ocrtune.data.gt_layout import convert_trdg as convert
+    from ocrtune.data.importers import convert_trdg as convert
 
     stats = convert(src, dst, name_format=name_format, overwrite=overwrite)
     _summary(dst, stats)
@@ -78,7 +78,7 @@ def import_crops(src: str, dst: str, charset: str, overwrite: bool) -> None:
 
     Labels outside the charset and images that do not decode are skipped and counted.
     """
-    from ocrtune.data.gt_layout import import_crops as do_import
+    from ocrtune.data.importers import import_crops as do_import
 
     stats = do_import(src, dst, charset=charset, overwrite=overwrite)
     _summary(dst, stats)

@@ -6,8 +6,6 @@ import json
 
 import click
 
-from ocrtune.data.fonts import default_fonts_dir
-
 dir_option = click.option(
     "--dir",
     "fonts_dir",
@@ -39,7 +37,8 @@ def fonts() -> None:
 )
 def fetch(fonts_dir, add, no_apt, no_npm, refresh, charset) -> None:
     """Fetch the fonts into the fonts directory and write its fonts.json (instant when cached)."""
-    from ocrtune.data.fonts import fetch_fonts
+    from ocrtune.data.font_fetch import fetch_fonts
+    from ocrtune.data.fonts import default_fonts_dir
 
     got = fetch_fonts(
         fonts_dir,

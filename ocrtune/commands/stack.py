@@ -6,7 +6,8 @@ import json
 
 import click
 
-from ocrtune.platform.stack import DEFAULT_DIR_ENV, LocalStack
+from ocrtune.platform.stack import LocalStack
+from ocrtune.platform.stack_files import DEFAULT_DIR_ENV
 
 dir_option = click.option(
     "--dir",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 import click
 
-from ocrtune.config import load_config
+from ocrtune.config import load_config, override
 from ocrtune.errors import UserError
 
 
@@ -75,7 +74,6 @@ def train(
     """
     from ocrtune.training.loop import PREEMPTED_EXIT, Job, Preempted, run
 
-    cfg = load_config(config_file).train
     overrides = {
         "max_steps": max_steps,
         "pretrained": pretrained,
@@ -84,12 +82,7 @@ def train(
         "lr": lr,
         "workers": workers,
     }
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    for key in ("max_steps", "batch_size"):
-        if getattr(cfg, key) <= 0:
-            raise UserError(f"--{key.replace('_', '-')} must be > 0")
-    if cfg.lr <= 0 or cfg.workers < 0:
-        raise UserError("--lr must be > 0 and --workers >= 0")
+    cfg = override(load_config(config_file).train, "train", overrides)  # checked as a config file is
     job = Job(
         train=[p for p in train_paths.split(",") if p],
         val=val_path,

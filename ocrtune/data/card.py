@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from ocrtune.data.gt_layout import GT_FILE, read_gt, read_samples
+from ocrtune.files import atomic_path, sha256_file
 
 SPLITS = ("train", "val", "test")
 MONTAGE = "montage.png"
@@ -27,7 +28,7 @@ def content_hash(root: Path, splits: list[str]) -> str:
         d = root / split
         h.update(split.encode() + b"\0" + (d / GT_FILE).read_bytes() + b"\0")
         for rel, _ in read_gt(d):
-            h.update(hashlib.sha256((d / rel).read_bytes()).digest())
+            h.update(bytes.fromhex(sha256_file(d / rel)))
     return h.hexdigest()
 
 
@@ -51,9 +52,8 @@ def montage(paths: list[Path], out: Path, width: int = 1200, row_h: int = 64, ga
         for im in row:
             sheet.paste(im, (x, gap + r * (row_h + gap)))
             x += im.width + gap
-    tmp = out.with_name(out.name + ".tmp")
-    sheet.save(tmp, format="PNG")
-    tmp.replace(out)
+    with atomic_path(out, mode=0o644) as tmp:
+        sheet.save(tmp, format="PNG")
 
 
 def _coverage(hist: Counter, charset: str, k: int) -> dict:

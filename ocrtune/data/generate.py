@@ -21,12 +21,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ocrtune import __version__
 from ocrtune.charsets import load_charset
 from ocrtune.config import DataConfig
+from ocrtune.data.card import write_card
+from ocrtune.data.fonts import face_of, load_fonts
+from ocrtune.data.glyphs import drawn_chars
 from ocrtune.data.gt_layout import GT_FILE, IMAGES_DIR, SAMPLES_FILE
 from ocrtune.data.render import BACKGROUNDS, Renderer, RenderError, RenderOptions, sample_rng
-from ocrtune.data.words import KINDS, WordMix, WordSources, coverage_words, load_sources, make_text, partition
+from ocrtune.data.trdg_backend import render_with_trdg
+from ocrtune.data.words import WordMix, WordSources, coverage_words, load_sources, make_text, partition
 from ocrtune.errors import UserError
 from ocrtune.files import staged_dir
 
@@ -58,27 +64,11 @@ def _font_choice(
     return rng.choice(ok) if ok else None
 
 
-def make_plan(
-    cfg: DataConfig,
-    charset: str,
-    sources: WordSources,
-    drawn: dict[str, frozenset],
-    mix: WordMix,
-    faces: dict[str, str] | None = None,
-) -> Plan:
-    """Decide every sample: text, font and split. ``drawn`` maps font name -> characters it really draws.
-
-    ``faces`` maps font name -> typeface: the test split holds out whole faces, so the same hand shipped
-    twice (Debian's and npm's Nanum Pen, a regular and a bold) never sits on both sides of the split.
-    """
-    rng = random.Random(f"ocrtune-plan:{cfg.seed}")
-    counts = {"train": cfg.train_count, "val": cfg.val_count, "test": cfg.test_count}
-    names = sorted(drawn)
-    usable = [n for n in names if drawn[n]]
-    if not usable:
-        raise UserError("no font draws any character of the charset")
-    # --- fonts: test fonts held out entirely
-    n_test_fonts = cfg.test_fonts if counts["test"] > 0 else 0
+def _hold_out_fonts(
+    cfg: DataConfig, n_test: int, usable: list[str], faces: dict[str, str] | None, rng: random.Random
+) -> tuple[list[str], list[str]]:
+    """(train/val fonts, test fonts): the test split holds out whole typefaces, drawn by ``rng``."""
+    n_test_fonts = cfg.test_fonts if n_test > 0 else 0
     face_of = {n: (faces or {}).get(n, n) for n in usable}
     all_faces = sorted(set(face_of.values()))
     if n_test_fonts and len(all_faces) <= n_test_fonts:
@@ -89,12 +79,18 @@ def make_plan(
     test_faces = set(rng.sample(all_faces, n_test_fonts)) if n_test_fonts else set()
     test_fonts = sorted(n for n in usable if face_of[n] in test_faces)
     train_fonts = [n for n in usable if n not in test_fonts]
-    split_fonts = {"train": train_fonts, "val": train_fonts, "test": test_fonts or train_fonts}
-    # --- words: disjoint parts of each list by a stable hash
+    return train_fonts, test_fonts
+
+
+def _word_parts(
+    sources: WordSources, counts: dict[str, int], seed: int
+) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
+    """Disjoint parts of each word list per split (by a stable hash), and the ``kind:split`` lists that were
+    too short to split and are shared whole."""
     fractions = {s: counts[s] for s in SPLITS if counts[s] > 0}
     parts = {
-        "korean": partition(sources.korean, fractions, cfg.seed),
-        "latin": partition(sources.latin, fractions, cfg.seed),
+        "korean": partition(sources.korean, fractions, seed),
+        "latin": partition(sources.latin, fractions, seed),
     }
     shared = []
     for kind, p in parts.items():
@@ -102,42 +98,61 @@ def make_plan(
             if not p[s]:  # too few words to split: share the whole list and say so
                 p[s] = list(getattr(sources, kind))
                 shared.append(f"{kind}:{s}")
-    weights = mix.weights()
-    kinds, kw = list(weights), list(weights.values())
-    skipped: Counter[str] = Counter()
-    used: set[str] = set()  # texts of the splits drawn before: train, then val
+    return parts, shared
 
-    def draw(split: str, n: int) -> list[tuple[str, str, str]]:
+
+@dataclass
+class _TextDrawer:
+    """Draws (text, font, kind) rows for a split from the plan's one ``rng``, in a fixed order of draws."""
+
+    rng: random.Random
+    charset: frozenset
+    mix: WordMix
+    parts: dict[str, dict[str, list[str]]]
+    split_fonts: dict[str, list[str]]
+    drawn: dict[str, frozenset]
+    shared: list[str]
+    skipped: Counter = field(default_factory=Counter)
+    used: set[str] = field(default_factory=set)  # texts of the splits drawn before: train, then val
+
+    def __post_init__(self) -> None:
+        weights = self.mix.weights()  # a bad mix fails here, before anything is drawn
+        self._kinds, self._kw = list(weights), list(weights.values())
+
+    def __call__(self, split: str, n: int) -> list[tuple[str, str, str]]:
+        kinds, kw = self._kinds, self._kw
         out = []
-        korean, latin = parts["korean"][split], parts["latin"][split]
-        fonts = split_fonts[split]
+        korean, latin = self.parts["korean"][split], self.parts["latin"][split]
+        fonts = self.split_fonts[split]
         attempts = 0
         while len(out) < n:
             attempts += 1
             if attempts > 50 * n + 1000:
                 raise UserError(f"cannot find {n} {split} texts that the {split} fonts draw")
-            kind = rng.choices(kinds, kw)[0]
-            text = make_text(kind, rng, korean, latin)
-            if not set(text) <= charset_set:
-                skipped[f"{kind}: text outside the charset"] += 1
+            kind = self.rng.choices(kinds, kw)[0]
+            text = make_text(kind, self.rng, korean, latin)
+            if not set(text) <= self.charset:
+                self.skipped[f"{kind}: text outside the charset"] += 1
                 continue
-            if split != "train" and text in used and not shared:  # keep val/test texts unseen
+            if split != "train" and text in self.used and not self.shared:  # keep val/test texts unseen
                 continue
-            font = _font_choice(text, fonts, drawn, rng)
+            font = _font_choice(text, fonts, self.drawn, self.rng)
             if font is None:
-                skipped[f"{kind}: no {split} font draws every character"] += 1
+                self.skipped[f"{kind}: no {split} font draws every character"] += 1
                 continue
             out.append((text, font, kind))
         return out
 
-    charset_set = frozenset(charset)
-    samples: dict[str, list[Sample]] = {}
-    uncoverable: list[str] = []
-    n_cov = 0
-    # --- train: mix + coverage strings so that every charset character appears K times
-    n = counts["train"]
+
+def _train_rows(
+    cfg: DataConfig, charset: str, n: int, draw: _TextDrawer, train_fonts: list[str]
+) -> tuple[list[tuple[str, str, str]], int, list[str]]:
+    """(shuffled train rows, coverage strings planned, uncoverable characters): the word mix plus coverage
+    strings so that every charset character appears ``coverage_min`` times."""
+    rng, drawn = draw.rng, draw.drawn
     mixed = draw("train", n)
     cov: list[str] = []
+    uncoverable: list[str] = []
     if cfg.coverage_min > 0:
         train_sets = [drawn[f] for f in train_fonts]
         for _ in range(20):
@@ -153,17 +168,20 @@ def make_plan(
             mixed = mixed[: n - len(cov)]
         mixed += draw("train", max(0, n - len(mixed) - len(cov)))
     rows = mixed + [(t, f, "coverage") for t in cov if (f := _font_choice(t, train_fonts, drawn, rng))]
-    n_cov = len(cov)
     rng.shuffle(rows)
-    samples["train"] = [Sample("train", i, t, f, s) for i, (t, f, s) in enumerate(rows)]
-    used.update(s.text for s in samples["train"])
-    for split in ("val", "test"):
-        rows = draw(split, counts[split]) if counts[split] else []
-        samples[split] = [Sample(split, i, t, f, s) for i, (t, f, s) in enumerate(rows)]
-        used.update(t for t, _, _ in rows)
+    return rows, len(cov), uncoverable
 
+
+def _split_info(
+    cfg: DataConfig,
+    samples: dict[str, list[Sample]],
+    train_fonts: list[str],
+    test_fonts: list[str],
+    shared: list[str],
+) -> dict:
+    """What split.json records: the fonts and words of each split and how much they overlap."""
     texts = {s: {x.text for x in samples[s]} for s in SPLITS}
-    split_info = {
+    return {
         "seed": cfg.seed,
         "by": ["font", "word"],
         "fonts": {s: sorted({x.font for x in samples[s]}) for s in SPLITS},
@@ -178,13 +196,49 @@ def make_plan(
         },
         "counts": {s: len(samples[s]) for s in SPLITS},
     }
+
+
+def make_plan(
+    cfg: DataConfig,
+    charset: str,
+    sources: WordSources,
+    drawn: dict[str, frozenset],
+    mix: WordMix,
+    faces: dict[str, str] | None = None,
+) -> Plan:
+    """Decide every sample: text, font and split. ``drawn`` maps font name -> characters it really draws.
+
+    ``faces`` maps font name -> typeface: the test split holds out whole faces, so the same hand shipped
+    twice (Debian's and npm's Nanum Pen, a regular and a bold) never sits on both sides of the split. One
+    ``rng`` seeded by ``cfg.seed`` makes every choice, in this order: test faces, train, val, test.
+    """
+    rng = random.Random(f"ocrtune-plan:{cfg.seed}")
+    counts = {"train": cfg.train_count, "val": cfg.val_count, "test": cfg.test_count}
+    names = sorted(drawn)
+    usable = [n for n in names if drawn[n]]
+    if not usable:
+        raise UserError("no font draws any character of the charset")
+    train_fonts, test_fonts = _hold_out_fonts(cfg, counts["test"], usable, faces, rng)
+    split_fonts = {"train": train_fonts, "val": train_fonts, "test": test_fonts or train_fonts}
+    parts, shared = _word_parts(sources, counts, cfg.seed)
+    draw = _TextDrawer(rng, frozenset(charset), mix, parts, split_fonts, drawn, shared)
+
+    samples: dict[str, list[Sample]] = {}
+    rows, n_cov, uncoverable = _train_rows(cfg, charset, counts["train"], draw, train_fonts)
+    samples["train"] = [Sample("train", i, t, f, s) for i, (t, f, s) in enumerate(rows)]
+    draw.used.update(s.text for s in samples["train"])
+    for split in ("val", "test"):
+        rows = draw(split, counts[split]) if counts[split] else []
+        samples[split] = [Sample(split, i, t, f, s) for i, (t, f, s) in enumerate(rows)]
+        draw.used.update(t for t, _, _ in rows)
+
     stats = {
-        "planning_skips": dict(skipped),
+        "planning_skips": dict(draw.skipped),
         "coverage_strings": n_cov,
         "uncoverable_chars": uncoverable,
         "fonts_without_ink": [n for n in names if not drawn[n]],
     }
-    return Plan(samples, split_info, stats)
+    return Plan(samples, _split_info(cfg, samples, train_fonts, test_fonts, shared), stats)
 
 
 # ---------------------------------------------------------------------------------------- rendering
@@ -266,8 +320,6 @@ def render_items(
 def _run_pillow(
     plan: Plan, tmp: Path, options: RenderOptions, cfg: DataConfig, font_paths: dict[str, str], progress: bool
 ) -> Counter:
-    from tqdm import tqdm
-
     items = [(s.split, s.index, s.text, s.font) for split in SPLITS for s in plan.samples[split]]
     bar = tqdm(total=len(items), desc="rendering", unit="img", disable=not progress, dynamic_ncols=True)
     try:
@@ -329,12 +381,6 @@ def options_from(cfg: DataConfig) -> RenderOptions:
     )
 
 
-def mix_from(cfg: DataConfig) -> WordMix:
-    if len(cfg.mix) != len(KINDS):
-        raise UserError(f"data.mix must list {len(KINDS)} shares ({', '.join(KINDS)}), got {cfg.mix}")
-    return WordMix(*cfg.mix)
-
-
 def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt  # a pod being stopped cleans up like Ctrl-C
 
@@ -363,10 +409,6 @@ def generate(
     echo: Callable[[str], None] | None = None,
 ) -> dict:
     """Generate OUT/{train,val,test} + split.json + card; returns the card."""
-    from ocrtune.data.card import write_card
-    from ocrtune.data.fonts import face_of, load_fonts
-    from ocrtune.data.glyphs import drawn_chars
-
     say = echo or (lambda _m: None)
     if cfg.backend not in ("pillow", "trdg"):
         raise UserError(f"unknown backend '{cfg.backend}' (pillow or trdg)")
@@ -378,7 +420,7 @@ def generate(
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists (use --overwrite to replace it)")
     options = options_from(cfg)
-    mix = mix_from(cfg)
+    mix = cfg.mix  # named and checked by the config
     charset = load_charset(cfg.charset)
     fonts = load_fonts(fonts_dir)
     drawn = {f.name: frozenset(drawn_chars(f, charset)) for f in fonts}
@@ -400,8 +442,6 @@ def generate(
         for split in SPLITS:
             (tmp / split / IMAGES_DIR).mkdir(parents=True)
         if cfg.backend == "trdg":
-            from ocrtune.data.trdg_backend import render_with_trdg
-
             failed = render_with_trdg(plan, tmp, cfg, font_paths, progress)
         else:
             failed = _run_pillow(plan, tmp, options, cfg, font_paths, progress)

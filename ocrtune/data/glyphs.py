@@ -14,25 +14,26 @@ import hashlib
 import json
 import os
 import string
-import tempfile
 from pathlib import Path
 
+from fontTools.ttLib import TTFont
+from PIL import ImageFont
+
 from ocrtune.charsets import all_syllables, is_hangul
-from ocrtune.data.fonts import Font, check_font_file, sha256_file
+from ocrtune.data.fonts import Font, check_font_file
 from ocrtune.errors import UserError
+from ocrtune.files import cache_dir as ocrtune_cache_dir
+from ocrtune.files import sha256_file, write_text
 
 CACHE_VERSION = 2  # bump when the drawing test changes, so old answers are not reused
 RENDER_PX = 32  # large enough that the thinnest stroke of a real glyph leaves ink
 LATIN_DIGITS = string.ascii_letters + string.digits  # 62
+CACHE_ENV = "OCRTUNE_GLYPHS_CACHE"
 
 
 def default_cache_dir() -> Path:
     """``$OCRTUNE_GLYPHS_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/ocrtune/glyphs``."""
-    env = os.environ.get("OCRTUNE_GLYPHS_CACHE")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache).expanduser() / "ocrtune" / "glyphs"
+    return ocrtune_cache_dir("glyphs", CACHE_ENV)
 
 
 def _identity(font: Font | str | Path) -> tuple[Path, str]:
@@ -45,8 +46,6 @@ def _identity(font: Font | str | Path) -> tuple[Path, str]:
 
 def mapped_codepoints(font: Font | str | Path) -> set[int]:
     """Code points the font's cmap claims (what a cmap-only check would believe)."""
-    from fontTools.ttLib import TTFont
-
     path = Path(font.path) if isinstance(font, Font) else Path(font)
     try:
         cmap = TTFont(str(path), lazy=True).getBestCmap()
@@ -57,8 +56,6 @@ def mapped_codepoints(font: Font | str | Path) -> set[int]:
 
 def _render_drawn(path: Path, charset: str) -> tuple[str, str]:
     """(characters that draw ink, characters the cmap maps), both in charset order."""
-    from PIL import ImageFont
-
     try:
         pil_font = ImageFont.truetype(str(path), RENDER_PX, layout_engine=ImageFont.Layout.BASIC)
     except OSError as exc:
@@ -107,12 +104,8 @@ def _record(font: Font | str | Path, charset: str, cache_dir: str | Path | None)
         "drawn": drawn,
         "mapped": mapped,
     }
-    try:
-        cdir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cdir, prefix=f".{cfile.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, ensure_ascii=False)
-        os.replace(tmp, cfile)
+    try:  # 0600, as the cache has always been written
+        write_text(cfile, json.dumps(record, ensure_ascii=False), mode=None)
     except OSError:
         pass
     return record

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import lmdb
+from tqdm import tqdm
 
 from ocrtune.data.gt_layout import GT_FILE, image_info, read_gt, read_samples
 from ocrtune.errors import UserError
@@ -90,8 +91,6 @@ class _Writer:
 
 
 def _write_one(src: Path, out: Path, verify: bool, map_size: int, progress: bool) -> dict:
-    from tqdm import tqdm
-
     entries = read_gt(src)
     fonts = read_samples(src)
     skipped: Counter[str] = Counter()

@@ -138,23 +138,40 @@ class Renderer:
 
     # -- the renderer ------------------------------------------------------------------------------
     def render(self, text: str, font_path: str | Path, rng: random.Random) -> Image.Image:
-        """One crop of ``text`` in the font at ``font_path``: mode L (or RGB for coloured ink)."""
-        o, aug = self.o, self.o.augment
-        size = o.height
-        info = self._font(str(font_path), size)
-        font = info.font
+        """One crop of ``text`` in the font at ``font_path``: mode L (or RGB for coloured ink).
 
+        The steps draw from ``rng`` in a fixed order (pen, layout, skew, margins, background, degradations),
+        so a crop is a pure function of (options, seed, text, font, rng).
+        """
+        o, aug = self.o, self.o.augment
+        info = self._font(str(font_path), o.height)
         stroke = 0  # pen width: 1, 2 bolder (stroke), -1 thinner (eroded)
         if aug and rng.random() < o.stroke_prob:
             stroke = (1 if rng.random() < 0.8 else 2) if rng.random() < 0.6 else -1
+        mask, mid = self._ink_mask(text, info, stroke, rng)
+        mask = self._skew_and_crop(mask, mid, info, rng, f"{text!r} with {Path(font_path).name}")
+        mask, (mt, ml, mr) = self._fit_height(mask, rng)
+        kind = o.background
+        if kind == "mixed":
+            kind = rng.choices(list(MIXED_WEIGHTS), weights=list(MIXED_WEIGHTS.values()))[0]
+        img = self._background(kind, mask.width + ml + mr, rng)
+        ink = rng.randint(0, 70) if aug else 0
+        img.paste(ink, (ml, mt, ml + mask.width, mt + mask.height), mask)
+        return self._degrade(img, rng)
 
-        # layout: per-character advances with spacing and baseline jitter; glyphs are drawn once and cached
+    def _ink_mask(
+        self, text: str, info: _FontInfo, stroke: int, rng: random.Random
+    ) -> tuple[Image.Image, int]:
+        """(the text's ink as an L mask, the anchor row in it): per-character advances with spacing and
+        baseline jitter; glyphs are drawn once and cached."""
+        o, aug = self.o, self.o.augment
+        size = o.height
         jitter = aug and len(text) > 1
         xs, ys, glyphs, x = [], [], [], 0.0
         for ch in text:
             g = info.glyphs.get((ch, stroke))
             if g is None:
-                g = info.glyphs[ch, stroke] = _glyph(font, ch, stroke)
+                g = info.glyphs[ch, stroke] = _glyph(info.font, ch, stroke)
                 self._n_glyphs += 1
             glyphs.append(g)
             xs.append(x)
@@ -179,23 +196,32 @@ class Renderer:
             for f in self._fonts.values():
                 f.glyphs.clear()
             self._n_glyphs = 0
+        return mask, mid
 
+    def _skew_and_crop(
+        self, mask: Image.Image, mid: float, info: _FontInfo, rng: random.Random, what: str
+    ) -> Image.Image:
+        """Skew (rotation or mesh distortion), then crop to the ink, keeping at least the Hangul band."""
+        o = self.o
+        canvas_h = mask.height
         angle = rng.uniform(-o.skew, o.skew) if o.skew else 0.0
-        if aug and rng.random() < o.distort_prob:
-            mask = _mesh_distort(mask, size, o.distort_strength, angle, rng)
+        if o.augment and rng.random() < o.distort_prob:
+            mask = _mesh_distort(mask, o.height, o.distort_strength, angle, rng)
         elif angle:
             mask = mask.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True)
         mid += (mask.height - canvas_h) / 2  # rotation keeps the centre
-
         box = mask.getbbox()
         if box is None:
-            raise RenderError(f"no ink for {text!r} with {Path(font_path).name}")
+            raise RenderError(f"no ink for {what}")
         top = min(box[1], round(mid) + info.band[0])
         bottom = max(box[3], round(mid) + info.band[1])
-        mask = mask.crop((box[0], top, box[2], bottom))
+        return mask.crop((box[0], top, box[2], bottom))
 
+    def _fit_height(self, mask: Image.Image, rng: random.Random) -> tuple[Image.Image, tuple[int, int, int]]:
+        """The mask scaled to the crop height inside the (jittered) margins; (top, left, right) margins."""
+        o = self.o
         mt, ml, mb, mr = o.margins
-        if aug and o.margin_jitter:
+        if o.augment and o.margin_jitter:
             j = o.margin_jitter
             mt, ml, mb, mr = (
                 mt + rng.randint(0, j),
@@ -206,15 +232,11 @@ class Renderer:
         text_h = max(8, o.height - mt - mb)
         mt = min(mt, o.height - text_h)
         w = max(1, round(mask.width * text_h / mask.height))
-        mask = mask.resize((w, text_h), Image.Resampling.BILINEAR)
+        return mask.resize((w, text_h), Image.Resampling.BILINEAR), (mt, ml, mr)
 
-        kind = o.background
-        if kind == "mixed":
-            kind = rng.choices(list(MIXED_WEIGHTS), weights=list(MIXED_WEIGHTS.values()))[0]
-        img = self._background(kind, w + ml + mr, rng)
-        ink = rng.randint(0, 70) if aug else 0
-        img.paste(ink, (ml, mt, ml + w, mt + text_h), mask)
-
+    def _degrade(self, img: Image.Image, rng: random.Random) -> Image.Image:
+        """Blur, sensor noise and coloured ink, each with its probability (augmentation only)."""
+        o, aug = self.o, self.o.augment
         if aug and rng.random() < o.blur_prob:
             img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, o.blur_max)))
         if aug and rng.random() < o.noise_prob:

@@ -20,8 +20,10 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ocrtune.errors import UserError
-from ocrtune.files import DISK_FULL
+from ocrtune.files import DISK_FULL, cache_dir
 
 TRDG_REQUIREMENTS = ["trdg==1.8.0", "pillow<10"]
 VENV_ENV = "OCRTUNE_TRDG_VENV"
@@ -74,10 +76,8 @@ if __name__ == "__main__":
 
 
 def default_venv() -> Path:
-    if os.environ.get(VENV_ENV):
-        return Path(os.environ[VENV_ENV])
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "ocrtune" / "trdg-venv"
+    """``$OCRTUNE_TRDG_VENV``, else ``${XDG_CACHE_HOME:-~/.cache}/ocrtune/trdg-venv``."""
+    return cache_dir("trdg-venv", VENV_ENV)
 
 
 def _venv_python(venv: Path) -> Path:
@@ -203,8 +203,6 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def render_with_trdg(plan, tmp: Path, cfg, font_paths: dict[str, str], progress: bool) -> Counter:
     """The trdg backend of ``ocrtune data generate``: same plan, trdg's rendering, our layout."""
-    from tqdm import tqdm
-
     if cfg.image_format != "jpg" and cfg.image_format != "png":
         raise UserError(f"unknown image format {cfg.image_format}")
     python = ensure_trdg()

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import wordfreq
+
 from ocrtune.charsets import is_hangul
 from ocrtune.errors import UserError
 
@@ -81,8 +83,6 @@ def wordfreq_words(n: int, lang: str = "ko") -> list[str]:
     """The n most frequent words of ``lang`` from wordfreq (its data ships with the package: offline)."""
     if n <= 0:
         return []
-    import wordfreq
-
     return [" ".join(w.split()) for w in wordfreq.top_n_list(lang, n) if w.strip()]
 
 

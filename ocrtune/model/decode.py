@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ocrtune.model.preprocess import pad_batch, preprocess_with_width
+
 
 def ignore_indices(charset: str, ignore_chars: str = "") -> list[int]:
     """Class indices of ``ignore_chars`` (EasyOCR drops classes whose characters the language lacks)."""
@@ -64,7 +66,6 @@ def read_crops(
     Crops are grouped by the width Reader pads each to, so every batch row equals Reader's own tensor; a
     reading under ``contrast_ths`` is retried on the contrast-stretched crop and the more confident one kept.
     """
-    from ocrtune.model.preprocess import pad_batch, preprocess_with_width
 
     def run(indices: list[int], contrast: float) -> dict[int, tuple[str, float]]:
         groups: dict[int, list[tuple[int, object]]] = {}

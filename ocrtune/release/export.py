@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import ast
 import importlib.util
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ import torch
 import yaml
 
 from ocrtune.errors import UserError
+from ocrtune.files import staged_dir
 from ocrtune.model import network as model_module
 from ocrtune.model.pretrained import load_recognizer_state
 from ocrtune.release.easyocr_reader import export_name
@@ -74,9 +72,7 @@ def export_model(
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"{out}: exists and is not empty (use --overwrite)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.export-"))
-    try:
+    with staged_dir(out, overwrite=True) as staging:  # an empty or (with overwrite) old OUT is replaced whole
         torch.save(
             {f"module.{k}": v.detach().cpu().contiguous() for k, v in state.items()}, staging / f"{name}.pth"
         )
@@ -91,12 +87,6 @@ def export_model(
         )
         (staging / f"{name}.py").write_text(_network_source(), encoding="utf-8")
         info = check_export(staging)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return {**info, "dir": str(out)}
 
 

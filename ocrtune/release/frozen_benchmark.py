@@ -11,7 +11,15 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from ocrtune.data.gt_layout import read_gt
+from ocrtune.data.lmdb import LmdbReader
 from ocrtune.errors import UserError
+from ocrtune.model.decode import read_crops
+from ocrtune.model.network import Model
+from ocrtune.model.pretrained import load_recognizer_state
+from ocrtune.release.easyocr_reader import export_name, model_config, open_reader, read_crop
 
 
 @dataclass
@@ -31,16 +39,12 @@ def load_benchmark(path: str | Path, limit: int | None = None) -> Benchmark:
     h = hashlib.sha256()
     samples: list[tuple[str | bytes, str]] = []
     if (p / "data.mdb").is_file():
-        from ocrtune.data.lmdb import LmdbReader
-
         with LmdbReader(p) as reader:
             n = len(reader) if limit is None else min(limit, len(reader))
             for i in range(n):
                 img, label = reader.get(i)
                 samples.append((img, label))
     elif (p / "gt.txt").is_file():
-        from ocrtune.data.gt_layout import read_gt
-
         for rel, label in read_gt(p)[:limit]:
             samples.append((str(p / rel), label))
     else:
@@ -55,8 +59,7 @@ def load_benchmark(path: str | Path, limit: int | None = None) -> Benchmark:
 
 
 def reader_predictions(model_dir: str | Path, bench: Benchmark, reader=None) -> list[tuple[str, float]]:
-    from ocrtune.release.easyocr_reader import open_reader, read_crop
-
+    """What plain ``easyocr.Reader`` reads on each sample (a ``reader`` already open may be passed)."""
     reader = reader or open_reader(model_dir)
     return [read_crop(reader, img) for img, _ in bench.samples]
 
@@ -78,13 +81,6 @@ def ocrtune_predictions(
     ``quantize`` applies the int8 dynamic quantization that ``easyocr.Reader`` applies on CPU by default;
     its activation scales are taken per batch, so that path reads one crop at a time, as Reader does.
     """
-    import torch
-
-    from ocrtune.model.decode import read_crops
-    from ocrtune.model.network import Model
-    from ocrtune.model.pretrained import load_recognizer_state
-    from ocrtune.release.easyocr_reader import export_name, model_config
-
     d = Path(model_dir)
     cfg = model_config(d)
     state, _ = load_recognizer_state(d / f"{export_name(d)}.pth")

@@ -8,21 +8,34 @@ serialised by a lease tag on the registered model, so two racing promotions leav
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import pandas as pd
+import yaml
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from PIL import Image, ImageDraw
+
+from ocrtune import __version__
 from ocrtune.errors import UserError
+from ocrtune.files import sha256_file, staged_dir
+from ocrtune.platform import endpoints
 from ocrtune.release.easyocr_reader import export_name
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
@@ -32,35 +45,20 @@ HERE = Path(__file__).parent
 
 
 def tracking_uri(uri: str | None = None) -> str:
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        from ocrtune.platform.stack import LocalStack
-
-        uri = LocalStack().state.mlflow_url
-    return uri
+    """``uri``, else the environment's, else the local stack's MLflow (``ocrtune.platform.endpoints``)."""
+    return endpoints.tracking_uri(uri)
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail fast with one line instead of MLflow's minutes of retries."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-            return
-    except urllib.error.HTTPError:
-        return  # something answers: let MLflow report what it thinks
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise UserError(f"MLflow tracking server {uri} unreachable ({reason})") from None
+    health = endpoints.probe_tracking(uri, timeout)
+    if health is not None and not health.answered:  # any answer will do: MLflow then says what it thinks
+        raise UserError(f"MLflow tracking server {endpoints.redact_url(uri)} unreachable ({health.reason})")
 
 
 def client(uri: str | None = None):
-    from mlflow import MlflowClient
-
     uri = tracking_uri(uri)
     check_reachable(uri)
-    import mlflow
-
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -73,13 +71,11 @@ def export_sha256(model_dir: str | Path) -> str:
     h = hashlib.sha256()
     for suffix in (".pth", ".yaml", ".py"):
         h.update(suffix.encode())
-        h.update(hashlib.sha256((d / f"{name}{suffix}").read_bytes()).digest())
+        h.update(bytes.fromhex(sha256_file(d / f"{name}{suffix}")))
     return h.hexdigest()
 
 
 def _version_by_alias(c, name: str, alias: str):
-    from mlflow.exceptions import MlflowException
-
     try:
         return c.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
@@ -89,8 +85,6 @@ def _version_by_alias(c, name: str, alias: str):
 
 
 def _ensure_model(c, name: str) -> None:
-    from mlflow.exceptions import MlflowException
-
     try:
         c.get_registered_model(name)
     except MlflowException:
@@ -118,10 +112,6 @@ def register(
 
     Returns (model version, created). Registering the same export twice returns the existing version.
     """
-    import mlflow
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
     d = Path(model_dir)
     try:
         export_name(d)
@@ -163,10 +153,6 @@ def register(
 
 def auto_tags(model_dir: Path) -> dict[str, str]:
     """Tags every version carries whatever the caller adds: what it reads and which code made it."""
-    import yaml
-
-    from ocrtune import __version__
-
     name = export_name(model_dir)
     cfg = yaml.safe_load((model_dir / f"{name}.yaml").read_text("utf-8"))
     chars = cfg["character_list"]
@@ -185,8 +171,6 @@ def auto_tags(model_dir: Path) -> dict[str, str]:
 
 
 def _git_commit() -> str | None:
-    import subprocess
-
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=5
@@ -198,13 +182,6 @@ def _git_commit() -> str | None:
 
 def _input_example(model_dir: Path):
     """One base64 PNG word crop in the model's height: what a caller of the served model sends."""
-    import base64
-    import io
-
-    import pandas as pd
-    import yaml
-    from PIL import Image, ImageDraw
-
     h = int(yaml.safe_load((model_dir / f"{export_name(model_dir)}.yaml").read_text("utf-8"))["imgH"])
     img = Image.new("L", (3 * h, h), 255)
     ImageDraw.Draw(img).line([(h // 4, h // 2), (3 * h - h // 4, h // 2)], fill=0, width=max(2, h // 16))
@@ -236,8 +213,6 @@ def parse_model_uri(spec: str) -> tuple[str, str | None, str | None]:
 
 
 def _require_model(c, name: str):
-    from mlflow.exceptions import MlflowException
-
     try:
         return c.get_registered_model(name)
     except MlflowException:
@@ -245,8 +220,6 @@ def _require_model(c, name: str):
 
 
 def resolve_version(c, name: str, alias: str | None = None, version: str | None = None):
-    from mlflow.exceptions import MlflowException
-
     _require_model(c, name)
     if alias:
         mv = _version_by_alias(c, name, alias)
@@ -261,8 +234,6 @@ def resolve_version(c, name: str, alias: str | None = None, version: str | None 
 
 def pull(spec: str, dest: str | Path, uri: str | None = None) -> tuple[Path, Any]:
     """Download the EasyOCR files of a registered version into ``dest`` (written whole or not at all)."""
-    import mlflow
-
     c = client(uri)
     name, alias, version = parse_model_uri(spec)
     mv = resolve_version(c, name, alias, version)
@@ -270,17 +241,16 @@ def pull(spec: str, dest: str | Path, uri: str | None = None) -> tuple[Path, Any
     if dest.exists() and any(dest.iterdir()):
         raise UserError(f"{dest}: exists and is not empty")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as tmp:
+    with (  # an empty dest is replaced, as the check above allows; staged_dir publishes before tmp goes
+        tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as tmp,
+        staged_dir(dest, overwrite=True) as staging,
+    ):
         local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=tmp)
         src = Path(local) / "artifacts" / "easyocr_model"
         if not src.is_dir():
             raise UserError(f"models:/{name}/{mv.version} is not an ocrtune EasyOCR model (no easyocr_model)")
-        staging = Path(tmp) / "out"
-        shutil.copytree(src, staging)
+        shutil.copytree(src, staging, dirs_exist_ok=True)
         export_name(staging)
-        if dest.exists():
-            dest.rmdir()
-        os.replace(staging, dest)
     return dest, mv
 
 

@@ -2,13 +2,12 @@
 
 A checkpoint holds the model, optimizer, scaler, scheduler, step, every rank's RNG states and the sampler
 position, as tensors and plain Python values only, so it loads with ``torch.load(weights_only=True)``. It is
-written to a temp file beside the target and renamed; an ``s3://bucket/prefix/...`` path goes through
-``ocrtune.storage.ObjectStore`` (uploaded whole after the local write, so a reader never sees a partial one).
+written to a temp file beside the target and renamed (``ocrtune.files``); an ``s3://bucket/prefix/...`` path
+goes through ``ocrtune.platform.storage.ObjectStore`` (uploaded whole after the local write, so a reader never sees a partial one).
 """
 
 from __future__ import annotations
 
-import os
 import random
 import tempfile
 from pathlib import Path
@@ -18,8 +17,11 @@ import numpy as np
 import torch
 
 from ocrtune.errors import UserError
+from ocrtune.files import atomic_open
+from ocrtune.platform.storage import ObjectStore, S3Settings
 
 FORMAT = "ocrtune-checkpoint-1"
+CHECKPOINT = "checkpoint.pth"  # its name in the output (or --checkpoint-dir) directory
 
 
 def is_remote(path: str | Path) -> bool:
@@ -34,9 +36,7 @@ def _split_s3(url: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _store(bucket: str):
-    from ocrtune.platform.storage import ObjectStore, S3Settings
-
+def _store(bucket: str) -> ObjectStore:
     return ObjectStore(S3Settings.from_env(bucket=bucket))
 
 
@@ -86,18 +86,8 @@ def _write(obj: Any, path: str | Path) -> str:
             torch.save(obj, local)
             _store(bucket).put_file(local, key)
         return str(path)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        torch.save(obj, fh)
     return str(path)
 
 
@@ -141,3 +131,23 @@ def load(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path}: not an ocrtune training checkpoint (no '{FORMAT}' marker)")
     return state
+
+
+class Checkpointer:
+    """This run's checkpoint: every rank reads it, one rank (``writes``) writes it for all."""
+
+    def __init__(self, directory: str | Path, writes: bool):
+        self.path = join(directory, CHECKPOINT)
+        self.writes = writes
+
+    def exists(self) -> bool:
+        return exists(self.path)
+
+    def load(self) -> dict[str, Any]:
+        return load(self.path)
+
+    def save(self, state: Any, rngs: list[dict]) -> str:
+        """``state.state_dict(rngs)`` written atomically, by the writing rank only; returns the path."""
+        if self.writes:
+            save(state.state_dict(rngs), self.path)
+        return self.path

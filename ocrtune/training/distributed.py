@@ -5,6 +5,9 @@ LOCAL_WORLD_SIZE, MASTER_ADDR/PORT, and itself reads PET_NNODES, PET_NPROC_PER_N
 PET_MASTER_ADDR/PORT as a Kubeflow Trainer v2 TrainJob sets them) and in a PyTorchJob (MASTER_ADDR,
 MASTER_PORT, WORLD_SIZE, RANK set directly). Only ``env://`` is used, so nothing here depends on which.
 A rendezvous that cannot be reached fails with one line within a timeout instead of hanging.
+
+Also what a rank needs around the rendezvous: its device, its threads, mixed precision, and the two
+collectives the loop uses (a sum and a gather) that are the identity when the process runs alone.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
 
 from ocrtune.errors import UserError
 
@@ -96,8 +102,6 @@ def threads_per_rank(dist_env: DistEnv, cores: int | None = None) -> int:
 
 
 def set_threads(dist_env: DistEnv) -> int:
-    import torch
-
     n = threads_per_rank(dist_env)
     os.environ["OMP_NUM_THREADS"] = str(n)
     torch.set_num_threads(n)
@@ -141,8 +145,6 @@ def init(dist_env: DistEnv, device_type: str = "cpu", timeout: float | None = No
     """``init_process_group`` with ``env://`` when WORLD_SIZE > 1; returns the backend, None when alone."""
     if not dist_env.distributed:
         return None
-    import torch.distributed as dist
-
     timeout = rendezvous_timeout() if timeout is None else timeout
     backend = "nccl" if device_type == "cuda" else "gloo"
     if not dist_env.is_main:
@@ -163,10 +165,71 @@ def init(dist_env: DistEnv, device_type: str = "cpu", timeout: float | None = No
 
 
 def shutdown() -> None:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+# ---- device and mixed precision -------------------------------------------------------------------------
+def pick_device(spec: str, dist_env: DistEnv) -> torch.device:
+    """``auto``: this rank's GPU (by local rank) when one is visible, else the CPU."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is visible")
+        torch.cuda.set_device(dist_env.local_rank)
+        return torch.device("cuda", dist_env.local_rank)
+    if spec != "cpu":
+        raise UserError(f"--device {spec!r}: must be auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: oneDNN runs bf16 convolutions and matmuls natively (about 2x fp32 here)."""
+    cpu = getattr(torch, "cpu", None)
+    try:
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: do not guess
+        return False
+
+
+def amp_setup(mode: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, use GradScaler).
+
+    GPU: bf16 where supported, else fp16 with a GradScaler. CPU: bf16 when asked, and under ``auto`` only where
+    the CPU has native bf16 (elsewhere bf16 is emulated and slower than fp32); fp16 is a GPU format.
+    Weights and optimizer state stay fp32 either way, so checkpoints and exports are the same format.
+    """
+    if mode == "off":
+        return None, False
+    if device.type != "cuda":
+        if mode == "fp16":
+            raise UserError("train.amp fp16 needs a GPU: use bf16, auto or off on CPU")
+        if mode == "bf16" or (mode == "auto" and cpu_has_native_bf16()):
+            return torch.bfloat16, False
+        return None, False
+    if mode == "auto":
+        mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return (torch.bfloat16, False) if mode == "bf16" else (torch.float16, True)
+
+
+# ---- collectives that are the identity in a single process -------------------------------------------
+def sum_across(values: list[float], device: torch.device, distributed: bool) -> list[float]:
+    """Element-wise sum over all ranks (float64, so counts and losses add exactly enough)."""
+    if not distributed:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def gather(obj: object, distributed: bool, world: int) -> list:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not distributed:
+        return [obj]
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def torchrun_command(

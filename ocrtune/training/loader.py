@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from ocrtune.data.lmdb import LmdbReader
 from ocrtune.errors import UserError
 from ocrtune.model.preprocess import IMG_H, pad_batch, preprocess, reader_width
 
@@ -28,9 +31,7 @@ Augment = Callable[..., object]
 POOL_BATCHES = 32  # batches sorted by width together: exact ratios per pool, similar widths per batch
 
 
-def _reader(path: str | Path):
-    from ocrtune.data.lmdb import LmdbReader
-
+def _reader(path: str | Path) -> LmdbReader:
     return LmdbReader(str(path))
 
 
@@ -73,8 +74,6 @@ class LmdbSource:
         imgH: int = IMG_H,
         corrupt_threshold: float = 0.01,
     ):
-        from PIL import Image
-
         self.path = str(path)
         self.imgH = imgH
         p = Path(path)
@@ -169,8 +168,6 @@ class LmdbDataset(torch.utils.data.Dataset):
         try:
             data, label = reader.get(record)
             if self.augment is not None:
-                from PIL import Image
-
                 image = self.augment(
                     Image.open(io.BytesIO(data)).convert("L"), np.random.default_rng(aug_seed)
                 )
@@ -351,8 +348,6 @@ def eval_batches(source: LmdbSource, batch_size: int) -> list[list[tuple[int, in
 
 def _worker_init(_worker_id: int) -> None:
     """A SIGTERM sent to the whole process group must not kill workers mid-step: the trainer handles it."""
-    import signal
-
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 

@@ -7,16 +7,24 @@ to the LMDB, loss/accuracy plots, a sample-prediction image and the machine (CPU
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import platform
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import torch
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
+
 from ocrtune.errors import UserError
+from ocrtune.files import atomic_path
+from ocrtune.platform import endpoints
+from ocrtune.training.distributed import cpu_count
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "ocrtune-train"
@@ -25,10 +33,6 @@ CARD_FILES = ("card.json", "card.md", "montage.png")
 
 def system_info() -> dict[str, str]:
     """What a reader of the run needs to judge its speed: CPU, cores, GPU, torch, CUDA, python."""
-    import torch
-
-    from ocrtune.training.distributed import cpu_count
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -50,38 +54,29 @@ def system_info() -> dict[str, str]:
     return info
 
 
-def _reachable(uri: str, timeout: float = 5.0) -> bool:
-    if not uri.startswith(("http://", "https://")):
-        return True  # a file store or databricks URI: nothing to probe
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
-            return r.status == 200
-    except Exception:
-        return False
-
-
 def resolve_uri(force: bool | None) -> tuple[str | None, str]:
-    """(tracking URI or None, a note saying why). ``force`` True: must log; False: never; None: if configured."""
+    """(tracking URI or None, a note saying why). ``force`` True: must log; False: never; None: if configured.
+
+    Training logs to MLflow only when one is configured, and never fails for want of one unless forced: a GPU
+    hour is not lost to a tracking server that is not there."""
     if force is False:
         return None, "MLflow off (--no-mlflow)"
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = os.environ.get(endpoints.TRACKING_URI_ENV)
     if not uri and force:
-        from ocrtune.platform.stack import LocalStack
-
-        st = LocalStack()
-        if st.state_file.exists():
-            uri = st.state.mlflow_url
+        uri = endpoints.stack_tracking_uri()
     if not uri:
         if force:
             raise UserError(
                 "--mlflow: no tracking server (set MLFLOW_TRACKING_URI or run `ocrtune stack up`)"
             )
         return None, "MLflow not logged: MLFLOW_TRACKING_URI is not set"
-    if not _reachable(uri):
+    probe = endpoints.probe_tracking(uri)
+    if probe is not None and not probe.healthy:
+        shown = endpoints.redact_url(uri)
         if force:
-            raise UserError(f"--mlflow: tracking server {uri} does not answer")
-        return None, f"MLflow not logged: tracking server {uri} does not answer"
-    return uri, f"MLflow: logging to {uri}"
+            raise UserError(f"--mlflow: tracking server {shown} does not answer")
+        return None, f"MLflow not logged: tracking server {shown} does not answer"
+    return uri, f"MLflow: logging to {endpoints.redact_url(uri)}"
 
 
 class Tracker:
@@ -103,9 +98,7 @@ class Tracker:
         if self.uri is None:
             return
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-        import mlflow
-
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")  # read per request, not at import
         self._mlflow = mlflow
         mlflow.set_tracking_uri(self.uri)
         mlflow.set_experiment(self.experiment)
@@ -163,13 +156,9 @@ def plot_history(history: Sequence[dict], path: str | Path) -> Path | None:
     """Train/valid loss and accuracy/norm_ED against step, as one PNG."""
     if not history:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     steps = [h["step"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))  # no pyplot: no global backend, no figure left open
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(steps, [h["train_loss"] for h in history], label="train loss")
     ax1.plot(steps, [h["valid_loss"] for h in history], label="valid loss")
     ax1.set_xlabel("step")
@@ -182,16 +171,12 @@ def plot_history(history: Sequence[dict], path: str | Path) -> Path | None:
     ax2.legend()
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png", mode=0o644) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
     return path
 
 
-def _label_font(size: int):
-    from PIL import ImageFont
-
+def _label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     for candidate in (
         "/usr/share/fonts/truetype/nanum/NanumGothic.ttf",
         "/usr/share/fonts/truetype/nanum/NanumSquare_acR.ttf",
@@ -206,10 +191,6 @@ def prediction_image(samples: Sequence[tuple[bytes, str, str, float]], path: str
     """A sheet of validation crops with ground truth, prediction and confidence under each (green = right)."""
     if not samples:
         return None
-    import io
-
-    from PIL import Image, ImageDraw
-
     width, row_h = 640, 110
     font = _label_font(18)
     sheet = Image.new("RGB", (width, row_h * len(samples)), "white")
@@ -225,7 +206,12 @@ def prediction_image(samples: Sequence[tuple[bytes, str, str, float]], path: str
         colour = (0, 128, 0) if gt == pred else (200, 0, 0)
         draw.text((5, y + 74), f"gt: {gt}   pred: {pred}   conf: {conf:.3f}", fill=colour, font=font)
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    sheet.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png", mode=0o644) as tmp:
+        sheet.save(tmp, format="PNG")
     return path
+
+
+def end_active_run(status: str = "FAILED") -> None:
+    """End this process's MLflow run if one is open (a failed training is not left "running")."""
+    if mlflow.active_run() is not None:
+        mlflow.end_run(status=status)

@@ -3,15 +3,27 @@
 Word accuracy, character error rate, norm_ED (ICDAR2019: 1 - ED / max(len(gt), len(pred)), averaged; an
 empty ground truth or prediction scores 0, as DTRB counts it), accuracy per font and mean confidence (EasyOCR's
 custom_mean of the per-column max probabilities). A model that scores well here reads well in Reader.
+
+``Validator`` is what the training loop calls: every rank scores its shard, the totals are merged, and the
+best-by-accuracy and best-by-norm_ED weights are kept (DTRB's best_accuracy.pth, best_norm_ED.pth).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
+
+from ocrtune.data.lmdb import LmdbReader
+from ocrtune.model.decode import decode_greedy
+from ocrtune.training.checkpoint import save_weights
+from ocrtune.training.distributed import gather
+from ocrtune.training.loader import Collate, LmdbDataset, LmdbSource, eval_batches
+from ocrtune.training.loss import ctc_criterion, ctc_loss
 
 DASHED = "-" * 80
 
@@ -103,15 +115,6 @@ def score(gts: Sequence[str], preds: Sequence[str], confidences: Sequence[float]
     return s.summary()
 
 
-def ctc_loss(
-    logits: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor, criterion: torch.nn.CTCLoss
-) -> torch.Tensor:
-    """CTC as DTRB/EasyOCR's trainer: log_softmax over classes, (T, B, C), every column an input step."""
-    log_probs = logits.float().log_softmax(2).permute(1, 0, 2)
-    input_lengths = torch.full((logits.size(0),), logits.size(1), dtype=torch.long, device=logits.device)
-    return criterion(log_probs, targets, input_lengths, target_lengths)
-
-
 @torch.no_grad()
 def collect(
     model: torch.nn.Module,
@@ -123,12 +126,10 @@ def collect(
 ) -> tuple[Scores, list[tuple[str, str, float]]]:
     """Totals of ``model`` over loader batches (``images``, ``labels``, ``fonts``, ``targets``, ``lengths``)
     and the first ``keep`` examples as (gt, pred, confidence)."""
-    from ocrtune.model.decode import decode_greedy
-
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    criterion = torch.nn.CTCLoss(zero_infinity=True)
+    criterion = ctc_criterion()
     scores, examples = Scores(), []
     try:
         for batch in batches:
@@ -170,3 +171,87 @@ def prediction_table(examples: Sequence[tuple[str, str, float]]) -> str:
     lines += [f"{gt:25s} | {pred:25s} | {conf:0.4f}\t{pred == gt}" for gt, pred, conf in examples]
     lines.append(DASHED)
     return "\n".join(lines)
+
+
+# ---- during training -------------------------------------------------------------------------------------
+@dataclass
+class ValResult:
+    """One validation: the merged figures (``Scores.summary``), rank 0's first examples, early-stop verdict."""
+
+    step: int
+    train_loss: float
+    summary: dict
+    examples: list[tuple[str, str, float]]
+    stop: bool
+
+
+class Validator:
+    """Validation during training: sharded over ranks, merged, best weights kept, early stopping decided.
+
+    ``out`` is where the best weights go; None on ranks that write nothing (all ranks still score their
+    shard and take part in the gather). Bests and patience live in the run's counters, so they resume.
+    """
+
+    def __init__(
+        self,
+        source: LmdbSource,
+        charset: str,
+        batch_size: int,
+        rank: int,
+        world: int,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        out: Path | None,
+        patience: int = 0,
+    ):
+        self.source, self.charset, self.world, self.device = source, charset, world, device
+        self.dataset, self.collate = LmdbDataset([source]), Collate(charset)
+        self.plan = eval_batches(source, batch_size)[rank::world]
+        # on CPU validation runs in fp32, as Reader reads: its accuracy is the one the export will show
+        self.amp_dtype = amp_dtype if device.type == "cuda" else None
+        self.out, self.patience = out, patience
+
+    def __call__(self, model: torch.nn.Module, counters: Any, step: int, train_loss: float) -> ValResult:
+        """Score ``model`` at ``step``; updates ``counters`` (bests, patience, history)."""
+        batches = (self.collate([self.dataset[k] for k in b]) for b in self.plan)
+        scores, examples = collect(model, batches, self.charset, device=self.device, amp_dtype=self.amp_dtype)
+        merged = Scores()
+        parts = gather((asdict(scores), examples), self.world > 1, self.world)
+        for part, _ in parts:
+            merged.merge(Scores(**part))
+        result = merged.summary()
+        self._keep_best(model, counters, result["accuracy"], result["norm_ED"])
+        counters.history.append(
+            {
+                "step": step,
+                "train_loss": train_loss,
+                "valid_loss": result["loss"],
+                "accuracy": result["accuracy"],
+                "norm_ED": result["norm_ED"],
+            }
+        )
+        stop = self.patience > 0 and counters.evals_without_gain >= self.patience
+        return ValResult(step, train_loss, result, parts[0][1], stop)
+
+    def _keep_best(self, model: torch.nn.Module, counters: Any, acc: float, ned: float) -> None:
+        gained = False
+        if acc > counters.best_accuracy:
+            counters.best_accuracy, gained = acc, True
+            self._save(model, "best_accuracy.pth")
+        if ned > counters.best_norm_ED:
+            counters.best_norm_ED, gained = ned, True
+            self._save(model, "best_norm_ED.pth")
+        counters.evals_without_gain = 0 if gained else counters.evals_without_gain + 1
+
+    def _save(self, model: torch.nn.Module, name: str) -> None:
+        if self.out is not None:
+            save_weights(model.state_dict(), self.out / name)
+
+    def crops(self, examples: Sequence[tuple[str, str, float]]) -> list[tuple[bytes, str, str, float]]:
+        """The images of this rank's first validation batch beside ``examples`` (gt, pred, confidence)."""
+        first = [pos for _, pos, _ in self.plan[0]] if self.plan else []
+        with LmdbReader(self.source.path) as reader:
+            return [
+                (reader.get(int(self.source.index[pos]))[0], gt, pred, conf)
+                for pos, (gt, pred, conf) in zip(first, examples, strict=False)
+            ]

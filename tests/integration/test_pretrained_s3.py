@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ocrtune.files import file_digest
 from ocrtune.model.pretrained import (
     STORE_PREFIX,
     download_model,
-    md5_file,
 )
 
 
@@ -21,4 +21,4 @@ def test_object_store_cache(served, store, tmp_path):
     second = download_model(
         "korean_g2", cache_dir=tmp_path / "b", url=f"{base}/missing.zip", md5=md5, store=store
     )
-    assert md5_file(second) == md5_file(first) == md5
+    assert file_digest(second, "md5") == file_digest(first, "md5") == md5

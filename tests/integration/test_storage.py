@@ -12,8 +12,9 @@ import time
 import pytest
 
 from ocrtune.errors import UserError
+from ocrtune.files import sha256_file
 from ocrtune.platform.stack import free_ports
-from ocrtune.platform.storage import MANIFEST, ObjectStore, S3Settings, sha256_file
+from ocrtune.platform.storage import MANIFEST, ObjectStore, S3Settings
 
 
 def test_30mb_roundtrip_multipart_and_hash(store, tmp_path):

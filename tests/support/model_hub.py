@@ -12,9 +12,9 @@ import zipfile
 
 import pytest
 
+from ocrtune.files import file_digest
 from ocrtune.model.pretrained import (
     english_g2_path,
-    md5_file,
 )
 from ocrtune.platform.stack import free_ports
 
@@ -44,6 +44,6 @@ def served(tmp_path_factory):
                 os.kill(proc.pid, signal.SIGTERM)
                 pytest.fail("http.server did not start")
             time.sleep(0.1)
-    yield base, md5_file(pth)
+    yield base, file_digest(pth, "md5")
     os.kill(proc.pid, signal.SIGTERM)
     proc.wait(timeout=10)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from support.cli import run_cli
 
-from ocrtune.config import PROFILES, load_config
+from ocrtune.config import PROFILES, load_config, override
 from ocrtune.errors import ConfigError
 
 
@@ -76,3 +78,60 @@ def test_cli_validate(tmp_path):
     ]
     r = run_cli("config", "validate", str(tmp_path / "missing.yaml"))
     assert r.returncode == 2 and "no such config file" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "text, mix",
+    [
+        ("data:\n  mix: [0, 0, 0.15, 0.05, 0.8]\n", (0.0, 0.0, 0.15, 0.05, 0.8)),  # the older list form
+        (
+            "data:\n  mix: {word: 1, latin: 0.5}\n",
+            (1.0, 0.10, 0.08, 0.04, 0.5),
+        ),  # unnamed kinds keep defaults
+    ],
+)
+def test_word_mix_is_named(tmp_path, text, mix):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    m = load_config(path).data.mix
+    assert (m.word, m.phrase, m.digits, m.date, m.latin) == mix
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("data:\n  mix: [1, 2]\n", "'data.mix' must list 5 shares (word, phrase, digits, date, latin)"),
+        ("data:\n  mix: {words: 1}\n", "unknown key 'data.mix.words'"),
+        ("data:\n  mix: [0, 0, 0, 0, 0]\n", "'data.mix' must be non-negative shares with a positive sum"),
+        ("data:\n  mix: {word: -1}\n", "'data.mix' must be non-negative shares with a positive sum"),
+    ],
+)
+def test_word_mix_errors(tmp_path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path)
+
+
+def test_overrides_are_checked_like_the_file():
+    cfg = load_config("tiny").train
+    new = override(cfg, "train", {"max_steps": 7, "lr": None, "batch_size": 3})
+    assert (new.max_steps, new.batch_size, new.lr) == (7, 3, cfg.lr) and cfg.max_steps != 7
+    for values, message in [
+        ({"max_steps": 0}, "--max-steps must be > 0"),
+        ({"batch_size": -4}, "--batch-size must be > 0"),
+        ({"lr": 0.0}, "--lr must be > 0"),
+        ({"workers": -1}, "--workers must be >= 0"),
+        ({"lr": "fast"}, "'train.lr' must be float, got 'fast'"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            override(cfg, "train", values)
+    with pytest.raises(ConfigError, match=re.escape("train.max_steps must be > 0")):
+        override(cfg, "train", {"max_steps": 0}, label="train.{key}")
+
+
+def test_a_negative_batch_size_in_a_file_is_refused(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  batch_size: -8\n")
+    with pytest.raises(ConfigError, match=re.escape("'train.batch_size' must be > 0")):
+        load_config(path)

@@ -20,7 +20,8 @@ from support.cli import run_cli, sigint_as_in_a_terminal
 from ocrtune.charsets import load_charset
 from ocrtune.config import DataConfig
 from ocrtune.data.card import content_hash
-from ocrtune.data.fonts import face_of, fetch_fonts, load_fonts
+from ocrtune.data.font_fetch import fetch_fonts
+from ocrtune.data.fonts import face_of, load_fonts
 from ocrtune.data.generate import generate
 from ocrtune.data.glyphs import drawn_chars
 from ocrtune.data.gt_layout import read_gt, read_samples

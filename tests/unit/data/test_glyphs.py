@@ -15,7 +15,7 @@ from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
 from ocrtune.charsets import all_syllables, is_hangul, load_charset
-from ocrtune.data.fonts import fetch_fonts
+from ocrtune.data.font_fetch import fetch_fonts
 from ocrtune.data.glyphs import (
     LATIN_DIGITS,
     can_draw,

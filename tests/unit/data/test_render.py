@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ocrtune.data.fonts import fetch_fonts, load_fonts
+from ocrtune.data.font_fetch import fetch_fonts
+from ocrtune.data.fonts import load_fonts
 from ocrtune.data.render import BACKGROUNDS, Renderer, RenderError, RenderOptions, sample_rng
 from ocrtune.errors import UserError
 

@@ -10,12 +10,12 @@ import torch
 
 from ocrtune.charsets import load_charset, model_info
 from ocrtune.errors import UserError
+from ocrtune.files import file_digest
 from ocrtune.model.network import Model
 from ocrtune.model.pretrained import (
     download_model,
     english_g2_path,
     load_recognizer_state,
-    md5_file,
     resolve_pretrained,
     resolve_with_fallback,
 )
@@ -41,7 +41,7 @@ def test_download_from_served_zip(served, tmp_path):
     base, md5 = served
     cache = tmp_path / "models"
     path = download_model("korean_g2", cache_dir=cache, url=f"{base}/korean_g2.zip", md5=md5)
-    assert path == cache / "korean_g2.pth" and md5_file(path) == md5
+    assert path == cache / "korean_g2.pth" and file_digest(path, "md5") == md5
     assert cache_files(cache) == ["korean_g2.pth"]  # no temp files, no zip left behind
     # cached: the URL is not needed again
     assert download_model("korean_g2", cache_dir=cache, url=f"{base}/gone.zip", md5=md5) == path

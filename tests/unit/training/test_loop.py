@@ -8,6 +8,7 @@ the model is the real None-VGG-BiLSTM-CTC with a small head, so a step takes abo
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 import time
@@ -223,6 +224,11 @@ def test_single_process_training_learns_logs_like_dtrb_and_keeps_best(data, tmp_
     assert (out / "best_accuracy.pth").is_file()
     state = ckpt.load(out / "checkpoint.pth")
     assert state["step"] == 6 and state["charset"] == CHARSET
+    # training's own output: what it started from and where it ended, for the steps after it
+    result = json.loads((out / "train_result.json").read_text("utf-8"))
+    assert result["final_step"] == 6 and result["checkpoint"] == str(out / "checkpoint.pth")
+    assert result["base_model"] == summary["base_model"] == state["base_model"]
+    assert result["best_accuracy"] == summary["best_accuracy"] and result["status"] == "finished"
     with pytest.raises(UserError, match="pass --resume"):
         run(cfg, Job(train=[data["train"]], val=data["val"], out=str(out), progress=False))
 
@@ -259,6 +265,8 @@ def test_resume_equals_an_uninterrupted_run_bitwise(data, tmp_path, monkeypatch)
         assert ka == kb and all(torch.equal(sa[n], sb[n]) for n in sa)
     assert a["scheduler"] == b["scheduler"]
     assert whole["history"] == resumed["history"]
+    stopped = json.loads((tmp_path / "split" / "train_result.json").read_text("utf-8"))
+    assert stopped["final_step"] == 4 and stopped["base_model"] == whole["base_model"]
 
 
 def test_resume_with_other_trainable_parameters_is_one_clear_error(data, tmp_path, monkeypatch):
@@ -274,7 +282,7 @@ def test_resume_with_other_trainable_parameters_is_one_clear_error(data, tmp_pat
 def test_head_lr_scale_gives_the_output_layer_its_own_learning_rate():
     from ocrtune.model.network import Model
     from ocrtune.model.surgery import freeze
-    from ocrtune.training.loop import LRFactor, make_optimizer, param_groups
+    from ocrtune.training.optim import LRFactor, make_optimizer, param_groups
 
     model = Model(1, 256, 256, 12)
     cfg = TrainConfig(lr=1e-3, head_lr_scale=10.0, warmup_steps=2, max_steps=10, optimizer="adamw")
@@ -296,7 +304,7 @@ def test_head_lr_scale_gives_the_output_layer_its_own_learning_rate():
 
 
 def test_amp_on_cpu_is_bf16_where_native_and_never_fp16():
-    from ocrtune.training.loop import amp_setup, cpu_has_native_bf16
+    from ocrtune.training.distributed import amp_setup, cpu_has_native_bf16
 
     cpu = torch.device("cpu")
     assert amp_setup("off", cpu) == (None, False)
@@ -312,3 +320,15 @@ def test_non_finite_loss_is_skipped_counted_and_aborts_after_n_in_a_row(data, tm
     cfg = tiny_cfg(data, lr=1e30, warmup_steps=0, schedule="constant", max_bad_steps=3, max_steps=20)
     with pytest.raises(UserError, match=r"not finite in 3 steps in a row \(step 4, 3 skipped in all\)"):
         run(cfg, Job(train=[data["train"]], val=data["val"], out=str(tmp_path / "nan"), progress=False))
+
+
+def test_reporter_is_silent_on_ranks_other_than_0(tmp_path):
+    from ocrtune.training.report import Reporter
+    from ocrtune.training.state import Counters
+
+    out = tmp_path / "rank1"
+    rep = Reporter(False, out, TrainConfig(), progress=True)
+    rep.note("not written")
+    rep.step(1, 0.5, 0.5, 10.0, 0, 1e-3)
+    rep.finish("finished", Counters(), 1, {"step": 1})
+    assert not out.exists() and rep.outputs is None and rep.run_id is None
