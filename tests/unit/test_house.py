@@ -270,3 +270,15 @@ def test_make_installs_every_extra(extra):
     makefile = (ROOT / "Makefile").read_text("utf-8")
     installed = re.search(r'pip install [^\n]*-e "\.\[([a-z,]+)\]"', makefile)
     assert installed and extra in installed.group(1).split(",")
+
+
+def test_every_subpackage_is_packaged():
+    """A new subpackage of ocrtune/ must be listed in pyproject's packages, or a wheel would miss it."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in PACKAGE.rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    assert on_disk <= listed
+    assert {"ocrtune.components", "ocrtune.pipelines"} <= listed

@@ -1,0 +1,1 @@
+"""The fine-tuning pipeline and its compiled form (installed as ocrtune.pipelines)."""
