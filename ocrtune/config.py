@@ -1,7 +1,8 @@
 """The run config: one YAML file, typed and validated, so a typo fails before hours of training do.
 
 Every section is a dataclass; unknown keys and wrong types are errors that name the key and the file.
-Two profiles ship inside the package: ``tiny`` (a 2-core laptop, minutes) and ``full`` (a GPU cluster).
+Three profiles ship inside the package: ``tiny`` (Korean, a 2-core laptop, minutes), ``tiny-en`` (english_g2
+fine-tuned on English handwriting, the offline proof) and ``full`` (a GPU cluster).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import wordfreq
 import yaml
 
 from ocrtune.data.words import KINDS, WordMix
 from ocrtune.errors import ConfigError
 
-PROFILES = ("tiny", "full")
+PROFILES = ("tiny", "tiny-en", "full")
 
 
 @dataclass
@@ -27,7 +29,8 @@ class DataConfig:
     """Synthetic data generation (fonts, words, renderer) and the split."""
 
     words: str | None = None  # user word file (UTF-8, one entry a line); None = built-in sources only
-    wordfreq_top: int = 5000  # most frequent Korean words taken from wordfreq
+    wordfreq_top: int = 5000  # most frequent words taken from wordfreq
+    wordfreq_lang: str = "ko"  # whose words: ko, en, ... (wordfreq's language codes)
     coverage_min: int = 3  # every charset character appears at least this many times
     charset: str = "korean_g2"
     train_count: int = 2000
@@ -196,6 +199,10 @@ CHECKS: dict[str, tuple] = {
     "data.test_count": _at_least(0),
     "data.workers": _at_least(1),
     "data.image_format": (lambda v: v in ("jpg", "png"), "must be jpg or png"),
+    "data.wordfreq_lang": (
+        lambda v: v in wordfreq.available_languages(),
+        "must be one of wordfreq's languages (ko, en, ja, ...)",
+    ),
     "data.mix": (
         lambda v: all(getattr(v, k) >= 0 for k in KINDS) and sum(getattr(v, k) for k in KINDS) > 0,
         "must be non-negative shares with a positive sum",
@@ -247,7 +254,7 @@ def from_dict(data: Any, source: str = "<config>") -> RunConfig:
 
 
 def load_config(path_or_profile: str | Path) -> RunConfig:
-    """Load a YAML run config from a path, or a shipped profile by name (``tiny``, ``full``)."""
+    """Load a YAML run config from a path, or a shipped profile by name (``PROFILES``)."""
     text: str
     source = str(path_or_profile)
     if str(path_or_profile) in PROFILES:

@@ -424,7 +424,7 @@ def generate(
     charset = load_charset(cfg.charset)
     fonts = load_fonts(fonts_dir)
     drawn = {f.name: frozenset(drawn_chars(f, charset)) for f in fonts}
-    sources = load_sources(charset, cfg.words, cfg.wordfreq_top)
+    sources = load_sources(charset, cfg.words, cfg.wordfreq_top, cfg.wordfreq_lang)
     ws = sources.stats.to_dict()
     say(
         "words: "

@@ -114,13 +114,15 @@ class WordSources:
     stats: WordStats
 
 
-def load_sources(charset: str, words_file: str | Path | None = None, wordfreq_top: int = 5000) -> WordSources:
-    """User words + wordfreq's Korean list (+ English for Latin words), filtered to the charset."""
+def load_sources(
+    charset: str, words_file: str | Path | None = None, wordfreq_top: int = 5000, wordfreq_lang: str = "ko"
+) -> WordSources:
+    """User words + wordfreq's list of ``wordfreq_lang`` (+ English for Latin words), filtered to the charset."""
     stats = WordStats()
     korean: list[str] = []
     if words_file:
         korean += filter_charset(read_word_file(words_file), charset, stats, "user")
-    korean += [w for w in filter_charset(wordfreq_words(wordfreq_top, "ko"), charset, stats, "wordfreq")]
+    korean += filter_charset(wordfreq_words(wordfreq_top, wordfreq_lang), charset, stats, "wordfreq")
     korean = list(dict.fromkeys(korean))
     if not korean:
         where = f" ({words_file} and wordfreq top {wordfreq_top})" if words_file else ""

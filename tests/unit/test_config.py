@@ -15,7 +15,8 @@ from ocrtune.errors import ConfigError
 def test_profiles_load(profile):
     cfg = load_config(profile)
     assert cfg.name == profile
-    assert cfg.data.height == 64 and cfg.train.charset == "korean_g2"
+    assert cfg.data.height == 64 and cfg.train.charset == cfg.data.charset
+    assert cfg.train.charset == ("english_g2" if profile == "tiny-en" else "korean_g2")
 
 
 def test_full_is_bigger_than_tiny():
@@ -34,6 +35,7 @@ def test_full_is_bigger_than_tiny():
         ("export:\n  lang_list: ko\n", "'export.lang_list' must be a list"),
         ("data: [1, 2]\n", "'data' must be a mapping"),
         ("data:\n  skew: 90\n", "'data.skew' must be within 0..45 degrees"),
+        ("data:\n  wordfreq_lang: klingon\n", "'data.wordfreq_lang' must be one of wordfreq's languages"),
         ("train:\n  head_lr_scale: 0\n", "'train.head_lr_scale' must be > 0"),
         ("train:\n  amp: fp8\n", "'train.amp' must be auto, bf16, fp16 or off"),
         ("name: no\n", "'name' must be str, got False (YAML reads on/off/yes/no as booleans: quote it)"),
@@ -74,7 +76,7 @@ def test_cli_validate(tmp_path):
         f"ocrtune: error: {bad}: unknown key 'data.colour' "
         "(known: augment, backend, background, charset, coverage_min, height, "
         "image_format, margins, mix, seed, skew, test_count, test_fonts, train_count, "
-        "val_count, wordfreq_top, words, workers)"
+        "val_count, wordfreq_lang, wordfreq_top, words, workers)"
     ]
     r = run_cli("config", "validate", str(tmp_path / "missing.yaml"))
     assert r.returncode == 2 and "no such config file" in r.stderr

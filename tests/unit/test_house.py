@@ -202,17 +202,29 @@ def _dist_name(requirement: str) -> str:
     return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
-def _third_party_imports() -> set[str]:
+# modules that need an extra (the KFP and Kubernetes SDKs): imported only by the CLI's commands and by
+# components/ and pipelines/, never by a core module, so `import ocrtune...` works with the core alone
+EXTRA_MODULES = {
+    "ocrtune.platform.launcher": "pipeline",
+    "ocrtune.platform.trainjob": "pipeline",
+    "ocrtune.platform.pytorchjob": "pipeline",
+    "ocrtune.platform.kfp_client": "pipeline",
+    "ocrtune.platform.kfp_local": "pipeline",
+    "ocrtune.platform.kfp_steps": "pipeline",
+}
+
+
+def _third_party_imports(modules=None) -> set[str]:
     stdlib = set(sys.stdlib_module_names)
     names = set()
     for mod, path in MODULES.items():
+        if (mod in EXTRA_MODULES) != (modules is not None) or (modules is not None and mod not in modules):
+            continue
         for _, name in _imports(_tree(path), mod):
             top = name.split(".")[0]
             if top and top not in stdlib and top != "ocrtune" and top != "__future__":
                 names.add(top)
-    names.discard(
-        "easyocr_reader"
-    )  # the pyfunc model's own code_paths copy of ocrtune.release.easyocr_reader
+    names.discard("easyocr_reader")  # the pyfunc model's code_paths copy of ocrtune.release.easyocr_reader
     return names
 
 
@@ -274,7 +286,9 @@ def test_make_installs_every_extra(extra):
 
 def test_every_subpackage_is_packaged():
     """A new subpackage of ocrtune/ must be listed in pyproject's packages, or a wheel would miss it."""
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["packages"]
+    )
     on_disk = {
         ".".join(p.parent.relative_to(ROOT).parts)
         for p in PACKAGE.rglob("__init__.py")
@@ -282,3 +296,18 @@ def test_every_subpackage_is_packaged():
     }
     assert on_disk <= listed
     assert {"ocrtune.components", "ocrtune.pipelines"} <= listed
+
+
+def test_extra_modules_need_only_their_extra_and_the_core_never_imports_them():
+    core_closure = _closure({_dist_name(r) for r in _project()["dependencies"]})
+    extras = _project()["optional-dependencies"]
+    for mod, extra in EXTRA_MODULES.items():
+        if mod not in MODULES:
+            continue
+        allowed = core_closure | _closure({_dist_name(r) for r in extras[extra]})
+        missing = {n for n, d in _providers(_third_party_imports({mod})).items() if not d & allowed}
+        assert missing == set(), f"{mod} imports {missing}, in neither the core nor [{extra}]"
+    graph = _internal_graph()
+    core = [m for m in graph if m not in EXTRA_MODULES and not m.startswith("ocrtune.commands")]
+    leaks = sorted(f"{m} imports {d}" for m in core for d in graph[m] if d in EXTRA_MODULES)
+    assert leaks == []
