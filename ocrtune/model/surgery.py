@@ -59,14 +59,16 @@ def adapt_head(
     return _surgery_head(state_dict, old_chars, new_chars, gen)
 
 
+def _head(state_dict: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return state_dict[HEAD_W], state_dict[HEAD_B]
+
+
 def _fresh_head(
     state_dict: dict[str, torch.Tensor], old_chars: str, new_chars: str, gen: torch.Generator
 ) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]:
     """The whole head, blank included, drawn anew with nn.Linear's init (EasyOCR's ``new_prediction``)."""
-    weight, bias = state_dict[HEAD_W], state_dict[HEAD_B]
-    rows, hidden = weight.shape
-    n_new = len(new_chars) + 1
-    out = OrderedDict(state_dict)
+    weight, bias, out = *_head(state_dict), OrderedDict(state_dict)
+    (rows, hidden), n_new = weight.shape, len(new_chars) + 1
     bound = 1.0 / hidden**0.5  # nn.Linear's default init, drawn from our generator for reproducibility
     with torch.no_grad():
         new_w = (torch.rand((n_new, hidden), generator=gen) * 2 - 1) * bound
@@ -92,10 +94,8 @@ def _surgery_head(
     state_dict: dict[str, torch.Tensor], old_chars: str, new_chars: str, gen: torch.Generator
 ) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any]]:
     """The blank and the rows of shared characters copied, new characters' rows drawn near the mean row."""
-    weight, bias = state_dict[HEAD_W], state_dict[HEAD_B]
-    rows, hidden = weight.shape
-    n_new = len(new_chars) + 1
-    out = OrderedDict(state_dict)
+    weight, bias, out = *_head(state_dict), OrderedDict(state_dict)
+    (rows, hidden), n_new = weight.shape, len(new_chars) + 1
     old_index = {c: i + 1 for i, c in enumerate(old_chars)}
     trained_w, trained_b = weight[1:].float(), bias[1:].float()
     mean_w = trained_w.mean(0) if len(old_chars) else torch.zeros(hidden)
