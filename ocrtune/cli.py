@@ -36,6 +36,10 @@ GROUPS = {
     "promote": ("ocrtune.commands.registry:promote", "Promote the challenger to champion if it wins now."),
     "rollback": ("ocrtune.commands.registry:rollback", "Move champion back to previous-champion."),
     "pull": ("ocrtune.commands.registry:pull", "Download models:/NAME@ALIAS as an EasyOCR directory."),
+    "pipeline": (
+        "ocrtune.commands.pipeline:pipeline",
+        "The Kubeflow pipeline: compile, submit, schedule, runs, run --local.",
+    ),
 }
 
 

@@ -21,11 +21,20 @@ def _floats(text: str | None) -> list[float] | None:
 
 @click.command()
 @click.option(
-    "--config", "config_file", default="tiny", show_default=True, help="Run config file or profile."
+    "--config",
+    "config_file",
+    default="tiny",
+    show_default=True,
+    help="Run config file (a path or s3://bucket/key) or profile.",
 )
-@click.option("--train", "train_paths", required=True, help="Training LMDB(s), comma-separated.")
+@click.option(
+    "--train",
+    "train_paths",
+    required=True,
+    help="Training LMDB(s), comma-separated: paths or s3://bucket/prefix.",
+)
 @click.option("--ratio", help="Share of each batch per training LMDB, e.g. 0.5,0.5 (DTRB's batch_ratio).")
-@click.option("--val", "val_path", required=True, help="Validation LMDB.")
+@click.option("--val", "val_path", required=True, help="Validation LMDB: a path or s3://bucket/prefix.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option(
     "--resume", is_flag=True, help="Continue from OUT's checkpoint (a fresh start if there is none)."
@@ -47,6 +56,9 @@ def _floats(text: str | None) -> list[float] | None:
     "--mlflow/--no-mlflow", default=None, help="Force MLflow logging on or off (default: if configured)."
 )
 @click.option("--progress/--no-progress", default=True, help="Progress bar on rank 0.")
+@click.option(
+    "--publish", help="Upload OUT to s3://bucket/prefix when training ends (manifest last), from rank 0."
+)
 def train(
     config_file,
     train_paths,
@@ -65,14 +77,22 @@ def train(
     device,
     mlflow,
     progress,
+    publish,
 ) -> None:
     """Fine-tune the recognizer (single process or under torchrun).
 
     Under torchrun (`torchrun --standalone --nproc_per_node N -m ocrtune train ...`), a TrainJob or a
     PyTorchJob every process runs this same command. Exit code 75: stopped by SIGTERM after saving a
-    checkpoint; rerun with --resume.
+    checkpoint; rerun with --resume. In a TrainJob (PET_* set, no RANK) this process is the node: it starts
+    torchrun's agent for the node's ranks and exits 75 when they were preempted.
     """
+    from ocrtune.training import node, remote
     from ocrtune.training.loop import PREEMPTED_EXIT, Job, Preempted, run
+
+    if publish:
+        remote.split_s3(publish)  # a bad URL fails before any training
+    if node.is_trainjob_node():
+        sys.exit(node.run_node(sys.argv[sys.argv.index("train") + 1 :]))
 
     overrides = {
         "max_steps": max_steps,
@@ -82,10 +102,12 @@ def train(
         "lr": lr,
         "workers": workers,
     }
-    cfg = override(load_config(config_file).train, "train", overrides)  # checked as a config file is
+    cfg = override(
+        load_config(remote.fetch_file(config_file)).train, "train", overrides
+    )  # checked as a config file is
     job = Job(
-        train=[p for p in train_paths.split(",") if p],
-        val=val_path,
+        train=[remote.fetch_input(p) for p in train_paths.split(",") if p],
+        val=remote.fetch_input(val_path),
         out=out_dir,
         ratios=_floats(ratio),
         resume=resume,
@@ -107,3 +129,7 @@ def train(
             f"{summary['dropped_samples']} undecodable samples, {summary['samples_per_s']:.1f} samples/s; "
             f"output in {out_dir}"
         )
+        if publish:
+            meta = {k: summary[k] for k in ("status", "step", "best_accuracy", "best_norm_ED")}
+            remote.publish_output(out_dir, publish, meta=meta)
+            click.echo(f"published {out_dir} to {publish}")

@@ -45,9 +45,18 @@ class StepContext:
     # torchrun_command reads a TrainJob's PET_* variables from here; empty: a standalone rendezvous
     env: Mapping[str, str] = field(default_factory=dict)
     benchmark: Path | None = None  # promote's frozen benchmark, if not <run>/benchmark
+    # where a top-level name lives instead of under run_dir: a KFP step maps "data", "lmdb", "train",
+    # "export" (and the files it writes itself) to its artifacts' paths, e.g. {"lmdb": "/…/build-lmdb/lmdb"}
+    paths: Mapping[str, str | Path] = field(default_factory=dict)
 
     def path(self, rel: str) -> Path:
-        return self.run_dir / rel.format(export=self.cfg.export.name)
+        rel = rel.format(export=self.cfg.export.name)
+        head, _, rest = rel.partition("/")
+        if rel in self.paths:
+            return Path(self.paths[rel])
+        if head in self.paths:
+            return Path(self.paths[head]) / rest if rest else Path(self.paths[head])
+        return self.run_dir / rel
 
     def arg(self, rel: str) -> str:
         return str(self.path(rel))

@@ -211,3 +211,20 @@ def test_stack_env_for_run_obeys_env_only(monkeypatch, tmp_path):
     monkeypatch.delenv("OCRTUNE_ENDPOINTS")
     with pytest.raises(UserError, match="is not running: ocrtune stack up"):
         local_runner.stack_env_for_run(tmp_path)
+
+
+def test_paths_map_top_level_names_to_artifacts(cfg, tmp_path):
+    """A KFP step's context: "data", "lmdb", "train", "export" live at its artifacts' paths, the rest in run_dir."""
+    art = tmp_path / "kfp"
+    paths = {"data": art / "dataset", "lmdb": art / "lmdb", "train": art / "ckpt", "export": art / "model"}
+    ctx = StepContext(tmp_path / "work", cfg, paths=paths)
+    assert ctx.path("lmdb") == art / "lmdb" and ctx.path("lmdb/val") == art / "lmdb/val"
+    assert ctx.path(steps.CARD_FILE) == art / "dataset/card.json"
+    assert ctx.path("export/{export}.pth") == art / f"model/{cfg.export.name}.pth"
+    assert ctx.path(steps.CONFIG_FILE) == tmp_path / "work/config.yaml"
+    assert ctx.path("lmdbx") == tmp_path / "work/lmdbx"  # a name, not a prefix
+    args = steps.step("train").args(ctx)
+    assert args[args.index("--train") + 1] == str(art / "lmdb/train")
+    assert args[args.index("--out") + 1] == str(art / "ckpt")
+    exact = StepContext(tmp_path / "work", cfg, paths={steps.PARITY_FILE: tmp_path / "p.json"})
+    assert exact.path(steps.PARITY_FILE) == tmp_path / "p.json"
