@@ -26,11 +26,12 @@ trdg: setup
 
 CONFIG ?= tiny
 
-## run: the main job: the local stack (SeaweedFS S3 + MLflow) up, then the whole pipeline on this machine
-## (data -> LMDB -> DDP training -> export -> parity -> register -> promote) with the $(CONFIG) profile
+## run: the main job: the local stack (SeaweedFS S3 + MLflow) up, then the Kubeflow pipeline itself
+## (pipelines/finetune.py: data -> LMDB -> training -> export -> evaluate -> register -> promote) through
+## kfp.local on this machine, with the $(CONFIG) profile's parameters
 run: setup fonts
 	$(BIN)/ocrtune stack up
-	$(BIN)/ocrtune run --config $(CONFIG)
+	$(BIN)/ocrtune pipeline run --local --profile $(CONFIG)
 	$(BIN)/ocrtune stack status
 
 ## test: the whole test suite: tests/unit (fast, no servers) and tests/integration (real S3 + MLflow servers,

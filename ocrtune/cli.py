@@ -26,7 +26,10 @@ GROUPS = {
         "Fetch handwriting fonts and report which characters each really draws.",
     ),
     "export": ("ocrtune.commands.export:export", "Export a checkpoint to EasyOCR's custom-model format."),
-    "run": ("ocrtune.commands.run:run", "Run the whole pipeline on this machine (the local stack)."),
+    "run": (
+        "ocrtune.commands.pipeline:local_run",
+        "The pipeline on this machine through kfp.local (= pipeline run --local).",
+    ),
     "evaluate": (
         "ocrtune.commands.evaluate:evaluate",
         "Score an export through ocrtune and plain easyocr (parity).",

@@ -235,19 +235,25 @@ def runs(host, namespace, experiment, limit, mlflow_uri, as_json) -> None:
         click.echo("(no runs)")
 
 
-@pipeline.command("run")
-@click.option("--local", "local", is_flag=True, help="Through kfp.local on this machine (the only mode).")
-@click.option("--profile", default="tiny", show_default=True)
-@click.option(
-    "--param", "params", multiple=True, metavar="K=V", help="A pipeline parameter over the profile's."
-)
-@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
-def run_cmd(local, profile, params, runs_dir) -> None:
-    """The pipeline through kfp.local against the local stack (what `make run` does)."""
-    if not local:
-        raise UserError(
-            "`ocrtune pipeline run` runs locally only: add --local (a cluster: `ocrtune pipeline submit`)"
-        )
+def local_run_options(func):
+    """What a local run takes: the profile (or a config file), parameters over it, where runs go."""
+    func = click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))(
+        func
+    )
+    func = click.option(
+        "--param", "params", multiple=True, metavar="K=V", help="A pipeline parameter over the profile's."
+    )(func)
+    return click.option(
+        "--profile",
+        "--config",
+        "profile",
+        default="tiny",
+        show_default=True,
+        help="A profile or config file.",
+    )(func)
+
+
+def run_locally(profile: str, params: tuple[str, ...], runs_dir: str) -> None:
     from ocrtune.config import load_config
     from ocrtune.platform.kfp_local import run_local
 
@@ -259,3 +265,22 @@ def run_cmd(local, profile, params, runs_dir) -> None:
             raise UserError(f"--param {pair!r}: expected NAME=VALUE")
         values[name.strip()] = raw
     run_local(profile, values, runs_dir, echo=click.echo)
+
+
+@pipeline.command("run")
+@click.option("--local", "local", is_flag=True, help="Through kfp.local on this machine (the only mode).")
+@local_run_options
+def run_cmd(local, profile, params, runs_dir) -> None:
+    """The pipeline through kfp.local against the local stack (what `make run` does)."""
+    if not local:
+        raise UserError(
+            "`ocrtune pipeline run` runs locally only: add --local (a cluster: `ocrtune pipeline submit`)"
+        )
+    run_locally(profile, params, runs_dir)
+
+
+@click.command("run")
+@local_run_options
+def local_run(profile, params, runs_dir) -> None:
+    """The fine-tuning pipeline on this machine: `ocrtune pipeline run --local`, shorter."""
+    run_locally(profile, params, runs_dir)

@@ -31,7 +31,7 @@ from ocrtune.errors import UserError
 from ocrtune.files import write_text
 from ocrtune.pipelines.finetune import finetune_pipeline
 from ocrtune.platform import endpoints, kfp_steps
-from ocrtune.platform.local_runner import stack_env_for_run
+from ocrtune.platform.stack import stack_env_for_run
 from ocrtune.platform.stack_files import StackFiles
 
 LAST_RUN = "last-run.json"

@@ -23,7 +23,15 @@ from pathlib import Path
 
 from ocrtune.errors import UserError
 from ocrtune.files import write_text
-from ocrtune.platform.endpoints import DEFAULT_REGION, REGION_ENVS, S3Settings, client_env, probe
+from ocrtune.platform.endpoints import (
+    DEFAULT_REGION,
+    REGION_ENVS,
+    TRACKING_URI_ENV,
+    S3Settings,
+    client_env,
+    probe,
+    require_local_stack,
+)
 from ocrtune.platform.stack_files import HOST, Credentials, StackFiles, StackState
 from ocrtune.platform.storage import ObjectStore
 
@@ -408,3 +416,13 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def stack_env_for_run(stack_dir: str | Path | None = None) -> dict[str, str]:
+    """Point a local pipeline run at the local stack when the environment names no MLflow: the stack's
+    variables for whatever the environment leaves unset. With the fallback off, one line naming the variable."""
+    require_local_stack([TRACKING_URI_ENV])
+    st = LocalStack(stack_dir)
+    if not st.status()["healthy"]:
+        raise UserError(f"the local stack in {st.root} is not running: ocrtune stack up (or make run)")
+    return {k: v for k, v in st.env().items() if k not in os.environ}

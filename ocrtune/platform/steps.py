@@ -1,13 +1,14 @@
-"""The pipeline's steps, declared once: name, inputs, outputs, command and "done" marker of each.
+"""The pipeline's steps, declared once: name, inputs, outputs and command of each.
 
 fonts -> generate -> lmdb -> train (torchrun) -> export -> evaluate (parity) -> register -> promote.
 
-Every input and output is a path relative to the run directory (``{export}`` stands for the export's name),
-and a step reads only its declared inputs: what training really started from, for example, is the
-``base_model`` of ``train/train_result.json`` that training writes, not read back from its checkpoint. A
-step whose ``done`` file exists is complete. The local runner (``ocrtune.platform.local_runner``) runs this
-table in order; the KFP components build the same commands from it. A step that reports on stdout
-(``--json``) has a ``Capture``: the output file its stdout becomes.
+Every input and output is a path relative to the run directory (``{export}`` stands for the export's name;
+a KFP step maps the top-level names to its artifacts' paths, ``StepContext.paths``), and a step reads only
+its declared inputs: what training really started from, for example, is the ``base_model`` of
+``train/train_result.json`` that training writes, not read back from its checkpoint. The KFP component
+bodies (``ocrtune.platform.kfp_steps``) build their commands from this table, whether kfp.local runs them
+(``make run``) or a cluster does; ``evaluate`` has no command: it scores in the component's own process
+(ocrtune and plain easyocr.Reader, the base model beside) and writes ``parity.json`` itself.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ CONFIG_FILE = "config.yaml"
 CARD_FILE = "data/card.json"
 TRAIN_RESULT_FILE = "train/train_result.json"  # written by ``ocrtune train`` (ocrtune.training.report)
 PARITY_FILE = "parity.json"
-REGISTERED_FILE = "registered.txt"
-PROMOTION_FILE = "promotion.json"
 BENCHMARK_DIR = "benchmark"
 REGISTERED_MARK = "registered: models:/"
 
@@ -67,34 +66,18 @@ class StepContext:
 
 
 @dataclass(frozen=True)
-class Capture:
-    """A step's output file made from its stdout: ``text(stdout)`` is what the file holds."""
-
-    file: str
-    text: Callable[[str], str]
-
-
-@dataclass(frozen=True)
 class Step:
     name: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    done: str | None  # the output whose presence means complete; None: always runs (it is cheap, cached)
-    args: Callable[[StepContext], list[str]]  # the ``ocrtune`` command line, subcommand first
+    # the ``ocrtune`` command line, subcommand first; None: the component does the work in its own process
+    args: Callable[[StepContext], list[str]] | None
     distributed: bool = False  # started by torchrun when more than one process
-    capture: Capture | None = None
-    publish: str | None = None  # an output directory published to object storage (manifest last)
-    publish_meta: Callable[[StepContext], dict[str, Any]] | None = None  # what its manifest records
-
-    def done_path(self, ctx: StepContext) -> Path | None:
-        return None if self.done is None else ctx.path(self.done)
-
-    def is_done(self, ctx: StepContext) -> bool:
-        path = self.done_path(ctx)
-        return path is not None and path.exists()
 
     def command(self, ctx: StepContext) -> list[str]:
         """The process to start: ``python -m ocrtune ...``, or torchrun's command line for training."""
+        if self.args is None:
+            raise KeyError(f"pipeline step '{self.name}' runs no command: its component does the work")
         args = self.args(ctx)
         if self.distributed and ctx.nproc > 1:
             return torchrun_command(args[1:], nproc_per_node=ctx.nproc, env=ctx.env, python=ctx.python)
@@ -131,16 +114,7 @@ def register_tags(ctx: StepContext) -> dict[str, str]:
     }
 
 
-def lmdb_meta(ctx: StepContext) -> dict[str, str]:
-    """What the published LMDB's manifest records: the dataset it was built from."""
-    return {"dataset_sha256": read_json(ctx, CARD_FILE)["content_sha256"]}
-
-
-# ---- stdout as output files ------------------------------------------------------------------------------
-def _pretty_json(ensure_ascii: bool) -> Callable[[str], str]:
-    return lambda stdout: json.dumps(json.loads(stdout), indent=2, ensure_ascii=ensure_ascii)
-
-
+# ---- stdout --------------------------------------------------------------------------------------------
 def registered_line(stdout: str) -> str:
     """The last ``registered: models:/NAME/VERSION`` line of ``ocrtune register``."""
     line = next((ln for ln in reversed(stdout.splitlines()) if REGISTERED_MARK in ln), None)
@@ -190,10 +164,6 @@ def _export(ctx: StepContext) -> list[str]:
     ]
 
 
-def _evaluate(ctx: StepContext) -> list[str]:
-    return ["evaluate", ctx.arg("export"), "--data", ctx.arg("lmdb/val"), "--json", "--no-check"]
-
-
 def _register(ctx: StepContext) -> list[str]:
     tags = register_tags(ctx)
     name = ctx.cfg.registry.model_name
@@ -214,44 +184,20 @@ def _promote(ctx: StepContext) -> list[str]:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("fonts", (), (), None, lambda ctx: ["fonts", "fetch"]),  # into the font cache, not the run
-    Step("generate", (CONFIG_FILE,), ("data", CARD_FILE), CARD_FILE, _generate),
-    Step("lmdb", ("data", CARD_FILE), ("lmdb",), "lmdb", _lmdb, publish="lmdb", publish_meta=lmdb_meta),
+    Step("fonts", (), (), lambda ctx: ["fonts", "fetch"]),  # into the font cache, not the run
+    Step("generate", (CONFIG_FILE,), ("data", CARD_FILE), _generate),
+    Step("lmdb", ("data", CARD_FILE), ("lmdb",), _lmdb),
     Step(
         "train",
         (CONFIG_FILE, "lmdb/train", "lmdb/val"),
         ("train/best_accuracy.pth", TRAIN_RESULT_FILE, "train/checkpoint.pth", "train/log_train.txt"),
-        "train/best_accuracy.pth",
         _train,
         distributed=True,
     ),
-    Step(
-        "export", ("train/best_accuracy.pth",), ("export",), "export/{export}.pth", _export, publish="export"
-    ),
-    Step(
-        "evaluate",
-        ("export", "lmdb/val"),
-        (PARITY_FILE,),
-        PARITY_FILE,
-        _evaluate,
-        capture=Capture(PARITY_FILE, _pretty_json(ensure_ascii=False)),
-    ),
-    Step(
-        "register",
-        ("export", CARD_FILE, TRAIN_RESULT_FILE, PARITY_FILE),
-        (REGISTERED_FILE,),
-        REGISTERED_FILE,
-        _register,
-        capture=Capture(REGISTERED_FILE, registered_line),
-    ),
-    Step(
-        "promote",
-        (BENCHMARK_DIR,),
-        (PROMOTION_FILE,),
-        PROMOTION_FILE,
-        _promote,
-        capture=Capture(PROMOTION_FILE, _pretty_json(ensure_ascii=True)),
-    ),
+    Step("export", ("train/best_accuracy.pth",), ("export",), _export),
+    Step("evaluate", ("export", "lmdb/val", "lmdb/test"), (PARITY_FILE,), None),
+    Step("register", ("export", CARD_FILE, TRAIN_RESULT_FILE, PARITY_FILE), (), _register),
+    Step("promote", (BENCHMARK_DIR,), (), _promote),
 )
 NAMES = tuple(s.name for s in STEPS)
 

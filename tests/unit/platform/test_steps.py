@@ -1,23 +1,21 @@
-"""The pipeline's steps declared once: the table is complete and its data flow closed, each step has its done
-marker, training starts through torchrun_command, and the local runner is a loop over the table."""
+"""The pipeline's steps declared once: the table is complete and its data flow closed, training starts
+through torchrun_command, and a KFP step's artifacts stand in for the run directory's names."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from ocrtune.config import load_config
 from ocrtune.errors import UserError
-from ocrtune.platform import local_runner, steps
-from ocrtune.platform.local_runner import LocalRun
+from ocrtune.platform import stack, steps
 from ocrtune.platform.steps import STEPS, StepContext, register_tags, registered_line
 from ocrtune.training.distributed import torchrun_command
 
 EIGHT = ("fonts", "generate", "lmdb", "train", "export", "evaluate", "register", "promote")
-# written by the runner itself, not by a step: the run's config, and promote's frozen benchmark
+# written by the component itself, not by a step: the run's config, and promote's frozen benchmark
 RUNNER_WRITES = {steps.CONFIG_FILE, steps.BENCHMARK_DIR}
 
 
@@ -38,41 +36,17 @@ def test_the_table_is_the_eight_steps_in_order():
         steps.step("deploy")
 
 
-def test_every_input_is_an_earlier_output_and_every_done_marker_an_output():
+def test_every_input_is_an_earlier_output():
     written = set(RUNNER_WRITES)
     for s in STEPS:
         for rel in s.inputs:
             assert _covered(rel, written), f"{s.name} reads {rel}, which no earlier step writes"
-        if s.done is not None:
-            assert _covered(s.done, s.outputs), f"{s.name}: done marker {s.done} is not one of its outputs"
-        if s.capture is not None:
-            assert s.capture.file in s.outputs
-        if s.publish is not None:
-            assert s.publish in s.outputs
         written.update(s.outputs)
-    assert [s.name for s in STEPS if s.done is None] == ["fonts"]
     assert steps.TRAIN_RESULT_FILE in steps.step("train").outputs
     assert steps.TRAIN_RESULT_FILE in steps.step("register").inputs
-
-
-def test_done_markers(cfg, tmp_path):
-    ctx = StepContext(tmp_path, cfg)
-    markers = {s.name: s.done_path(ctx) for s in STEPS}
-    assert markers == {
-        "fonts": None,
-        "generate": tmp_path / "data/card.json",
-        "lmdb": tmp_path / "lmdb",
-        "train": tmp_path / "train/best_accuracy.pth",
-        "export": tmp_path / f"export/{cfg.export.name}.pth",
-        "evaluate": tmp_path / "parity.json",
-        "register": tmp_path / "registered.txt",
-        "promote": tmp_path / "promotion.json",
-    }
-    train = steps.step("train")
-    assert not train.is_done(ctx)
-    (tmp_path / "train").mkdir()
-    (tmp_path / "train/best_accuracy.pth").write_bytes(b"")
-    assert train.is_done(ctx) and not steps.step("fonts").is_done(ctx)
+    assert [s.name for s in STEPS if s.args is None] == ["evaluate"]  # scored in its component's process
+    with pytest.raises(KeyError, match="'evaluate' runs no command"):
+        steps.step("evaluate").command(StepContext(Path("/r"), load_config("tiny")))
 
 
 def test_torchrun_argv_comes_from_torchrun_command(cfg, tmp_path):
@@ -128,89 +102,20 @@ def test_a_missing_train_result_names_the_train_step(cfg, tmp_path):
     )
 
 
-def test_stdout_captures():
+def test_the_registered_line_is_read_from_stdout():
     out = "noise\nregistered: models:/m/3 (aliases: challenger)\n"
     assert registered_line(out) == "registered: models:/m/3 (aliases: challenger)\n"
     with pytest.raises(UserError, match="register printed no"):
         registered_line("nothing")
-    assert steps.step("evaluate").capture.text('{"a": "한"}') == '{\n  "a": "한"\n}'
-    assert steps.step("promote").capture.text('{"a": 1}') == '{\n  "a": 1\n}'
-
-
-class FakeSteps:
-    """Stands in for the step processes: records each command and writes what the real step would."""
-
-    def __init__(self, run: LocalRun):
-        self.run, self.commands = run, []
-
-    def __call__(self, argv: list[str], capture: bool = False) -> str:
-        self.commands.append(argv)
-        d, sub = self.run.dir, argv[argv.index("ocrtune") + 1]
-        if sub == "data" and argv[argv.index("ocrtune") + 2] == "generate":
-            (d / "data/test").mkdir(parents=True)
-            (d / "data/card.json").write_text(json.dumps({"content_sha256": "c" * 64}))
-        elif sub == "data":
-            (d / "lmdb/test").mkdir(parents=True)
-        elif sub == "train":
-            (d / "train").mkdir()
-            (d / "train/best_accuracy.pth").write_bytes(b"weights")
-            (d / "train/train_result.json").write_text(json.dumps({"base_model": "english_g2"}))
-        elif sub == "export":
-            (d / "export").mkdir()
-            (d / f"export/{self.run.cfg.export.name}.pth").write_bytes(b"")
-        elif sub == "evaluate":
-            return json.dumps(
-                {"ocrtune_accuracy": 0.9, "easyocr_accuracy": 0.9, "agreement": 1.0, "ok": True}
-            )
-        elif sub == "register":
-            return "registered: models:/ocrtune-korean/1 (aliases: challenger)\n"
-        elif sub == "promote":
-            assert argv[argv.index("--benchmark") + 1] == str(d / "lmdb/test")  # no object store here
-            return json.dumps({"promoted": True, "reason": "no champion yet"})
-        return ""
-
-
-def test_the_local_runner_is_a_loop_over_the_table(tmp_path, monkeypatch):
-    for k in ("MLFLOW_S3_ENDPOINT_URL", "S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("OCRTUNE_STACK_DIR", str(tmp_path / "no-stack"))
-    lines: list[str] = []
-    run = LocalRun("tiny", tmp_path / "runs", nproc=2, echo=lines.append)
-    fake = FakeSteps(run)
-    monkeypatch.setattr(run, "_exec", fake)
-    summary = run.run()
-    ctx = StepContext(run.dir, run.cfg, run_id=run.name, nproc=2, env={}, python=sys.executable)
-    expected = [s.command(ctx) for s in STEPS]
-    expected[-1] = steps.step("promote").command(
-        StepContext(run.dir, run.cfg, benchmark=run.dir / "lmdb/test")
-    )
-    assert fake.commands == expected
-    assert [ln for ln in lines if ln.startswith("[")] == [f"[{n}]" for n in EIGHT]
-    assert any("(no object storage: no S3 endpoint" in ln for ln in lines)
-    assert "  registered: models:/ocrtune-korean/1 (aliases: challenger)" in lines
-    assert "  promoted: True (no champion yet)" in lines
-    assert summary["registered"] == "registered: models:/ocrtune-korean/1 (aliases: challenger)"
-    assert json.loads((run.dir / "summary.json").read_text()) == summary
-    assert json.loads((run.dir / "parity.json").read_text())["ok"] is True
-    assert not (run.dir / "train/checkpoint.pth").exists()  # base_model came from train_result.json
-
-    # a rerun does no work: every step but fonts is cached by its done marker
-    lines.clear()
-    again = LocalRun("tiny", tmp_path / "runs", nproc=2, echo=lines.append)
-    fake2 = FakeSteps(again)
-    monkeypatch.setattr(again, "_exec", fake2)
-    assert again.run()["registered"] == summary["registered"]
-    assert [c[c.index("ocrtune") + 1] for c in fake2.commands] == ["fonts"]
-    assert sum(ln.startswith("[") and " cached: " in ln for ln in lines) == 7
 
 
 def test_stack_env_for_run_obeys_env_only(monkeypatch, tmp_path):
     monkeypatch.setenv("OCRTUNE_ENDPOINTS", "env-only")
     with pytest.raises(UserError, match="^MLFLOW_TRACKING_URI is not set, and OCRTUNE_ENDPOINTS=env-only"):
-        local_runner.stack_env_for_run(tmp_path)
+        stack.stack_env_for_run(tmp_path)
     monkeypatch.delenv("OCRTUNE_ENDPOINTS")
     with pytest.raises(UserError, match="is not running: ocrtune stack up"):
-        local_runner.stack_env_for_run(tmp_path)
+        stack.stack_env_for_run(tmp_path)
 
 
 def test_paths_map_top_level_names_to_artifacts(cfg, tmp_path):
