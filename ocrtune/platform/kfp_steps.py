@@ -54,6 +54,7 @@ from ocrtune.release.frozen_benchmark import (
     Benchmark,
     load_benchmark,
     ocrtune_predictions,
+    parity_of,
     reader_predictions,
 )
 from ocrtune.training.loop import build
@@ -330,17 +331,7 @@ def score_split(model_dir: Path, lmdb_dir: Path) -> tuple[dict[str, Any], Benchm
     theirs = [t for t, _ in reader_predictions(model_dir, bench)]
     with LmdbReader(lmdb_dir) as reader:
         fonts = [reader.font(i) for i in range(len(reader))]
-    agree = sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(labels)
-    acc_ours, acc_reader = figures(labels, ours)["word_acc"], figures(labels, theirs)["word_acc"]
-    parity = {
-        "benchmark": bench.id,
-        "samples": len(labels),
-        "agreement": agree,
-        "ocrtune_accuracy": acc_ours,
-        "easyocr_accuracy": acc_reader,
-        "accuracy_gap": abs(acc_ours - acc_reader),
-        "ok": agree >= 0.99 and abs(acc_ours - acc_reader) <= 0.01,
-    }
+    parity = parity_of(bench, ours, theirs)
     result = {
         "ocrtune": figures(labels, ours),
         "easyocr": figures(labels, theirs),

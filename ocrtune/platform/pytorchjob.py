@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ocrtune.errors import UserError
-from ocrtune.platform.trainjob import SHM_MOUNT, SHM_VOLUME, check_name, pod_patch, resources
+from ocrtune.platform.trainjob import SHM_MOUNT, SHM_VOLUME, check_name, metadata, pod_patch, resources
 
 if TYPE_CHECKING:
     from ocrtune.platform.launcher import TrainSpec
@@ -72,11 +72,7 @@ def build_pytorchjob(spec: TrainSpec) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
-        "metadata": {
-            "name": spec.name,
-            "namespace": spec.namespace,
-            "labels": {"app.kubernetes.io/name": "ocrtune", "app.kubernetes.io/component": "train"},
-        },
+        "metadata": metadata(spec),
         "spec": {"pytorchReplicaSpecs": replicas, "runPolicy": run_policy},
     }
 

@@ -89,6 +89,15 @@ def secret_env(entries: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def metadata(spec: TrainSpec) -> dict[str, Any]:
+    """The job's name, namespace and the labels every ocrtune training object carries."""
+    return {
+        "name": spec.name,
+        "namespace": spec.namespace,
+        "labels": {"app.kubernetes.io/name": "ocrtune", "app.kubernetes.io/component": "train"},
+    }
+
+
 def resources(gpus_per_node: int) -> dict[str, Any]:
     if gpus_per_node < 0:
         raise UserError(f"gpus_per_node {gpus_per_node}: must be >= 0")
@@ -124,11 +133,7 @@ def build_trainjob(spec: TrainSpec) -> dict[str, Any]:
     body: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
-        "metadata": {
-            "name": spec.name,
-            "namespace": spec.namespace,
-            "labels": {"app.kubernetes.io/name": "ocrtune", "app.kubernetes.io/component": "train"},
-        },
+        "metadata": metadata(spec),
         "spec": {
             "runtimeRef": {"apiGroup": GROUP, "kind": "ClusterTrainingRuntime", "name": spec.runtime},
             "trainer": trainer,

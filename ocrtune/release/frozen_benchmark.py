@@ -105,16 +105,29 @@ def parity(model_dir: str | Path, bench: Benchmark) -> dict:
     reads as Reader does on CPU (int8 dynamic quantization); the float model's accuracy (what training
     validates) and its agreement with Reader are reported beside it, so the cost of int8 is visible too.
     """
-    labels = [label for _, label in bench.samples]
     ours = [t for t, _ in ocrtune_predictions(model_dir, bench, quantize=True)]
     ours_float = [t for t, _ in ocrtune_predictions(model_dir, bench, quantize=False)]
     theirs = [t for t, _ in reader_predictions(model_dir, bench)]
+    return parity_of(bench, ours, theirs, ours_float)
+
+
+def parity_of(
+    bench: Benchmark, ours: list[str], theirs: list[str], ours_float: list[str] | None = None
+) -> dict:
+    """The parity figures of readings already made (ocrtune's int8, Reader's, optionally ocrtune's float)."""
+    labels = [label for _, label in bench.samples]
 
     def agreement(a: list[str], b: list[str]) -> float:
         return sum(x == y for x, y in zip(a, b, strict=True)) / len(labels)
 
     agree = agreement(ours, theirs)
     acc_ours, acc_reader = word_accuracy(ours, labels), word_accuracy(theirs, labels)
+    floats = {}
+    if ours_float is not None:
+        floats = {
+            "float_accuracy": word_accuracy(ours_float, labels),
+            "float_agreement": agreement(ours_float, theirs),
+        }
     return {
         "benchmark": bench.id,
         "samples": len(labels),
@@ -122,8 +135,7 @@ def parity(model_dir: str | Path, bench: Benchmark) -> dict:
         "ocrtune_accuracy": acc_ours,
         "easyocr_accuracy": acc_reader,
         "accuracy_gap": abs(acc_ours - acc_reader),
-        "float_accuracy": word_accuracy(ours_float, labels),
-        "float_agreement": agreement(ours_float, theirs),
+        **floats,
         "ok": agree >= 0.99 and abs(acc_ours - acc_reader) <= 0.01,
         "disagreements": [
             {"label": lab, "ocrtune": a, "easyocr": b}

@@ -9,14 +9,10 @@ fresh process with ocrtune hidden, gives the test word accuracy the summary clai
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("ocrtune.pipelines.finetune", reason="pipelines/finetune.py (H-pipe) is not written yet")
+from support.plain_easyocr import read_split
 
 from ocrtune.platform.kfp_local import run_local
 from ocrtune.release.registry import client
@@ -24,18 +20,6 @@ from ocrtune.release.registry import client
 HERE = Path(__file__).parent
 STEPS = ("generate_data", "build_lmdb", "train", "export", "evaluate", "register", "promote")
 
-PLAIN_EASYOCR = """
-import json, sys
-sys.modules["ocrtune"] = None  # a user's environment: easyocr only
-import easyocr
-d, name, gt = sys.argv[1], sys.argv[2], sys.argv[3]
-reader = easyocr.Reader(["en"], gpu=False, recog_network=name, model_storage_directory=d,
-                        user_network_directory=d, download_enabled=False, detector=False, verbose=False)
-root = gt.rsplit("/", 1)[0]
-rows = [line.rstrip("\\n").split("\\t", 1) for line in open(gt, encoding="utf-8") if line.strip()]
-hits = sum((reader.recognize(root + "/" + p) or [(0, "", 0)])[0][1] == label for p, label in rows)
-print(json.dumps({"n": len(rows), "accuracy": hits / len(rows)}))
-"""
 
 PARAMS = {
     "train_count": 120,
@@ -87,14 +71,6 @@ def test_the_pipeline_through_kfp_local(stack_env, monkeypatch, tmp_path):
     assert client().get_model_version_by_alias(last["model_name"], "champion").version == mv.version
     assert last["mlflow_run_id"] and client().get_run(last["mlflow_run_id"]).info.status == "FINISHED"
     (test_gt,) = (run_dir / "kfp").glob("*/generate-data/dataset/test/gt.txt")
-    out = subprocess.run(
-        [sys.executable, "-c", PLAIN_EASYOCR, last["export_dir"], last["recog_network"], str(test_gt)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ},
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    plain = json.loads(out.stdout.strip().splitlines()[-1])
+    plain = read_split(last["export_dir"], str(test_gt), last["recog_network"])
     assert plain["n"] == PARAMS["test_count"]
     assert plain["accuracy"] == pytest.approx(last["metrics"]["test"]["word_acc"]), (plain, last["metrics"])

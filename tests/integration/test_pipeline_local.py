@@ -9,31 +9,16 @@ alias and the test split read in a fresh process with plain easyocr, and read by
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import wordfreq
 import yaml
 from support.cli import run_cli
+from support.plain_easyocr import read_split
 
 from ocrtune.platform.stack import free_ports
 
 HERE = Path(__file__).parent
-
-PLAIN_EASYOCR = """
-import json, sys
-sys.modules["ocrtune"] = None  # a user's environment: easyocr only
-import easyocr
-d, gt = sys.argv[1], sys.argv[2]
-reader = easyocr.Reader(["en"], gpu=False, recog_network="custom", model_storage_directory=d,
-                        user_network_directory=d, download_enabled=False, detector=False, verbose=False)
-root = gt.rsplit("/", 1)[0]
-rows = [line.rstrip("\\n").split("\\t", 1) for line in open(gt, encoding="utf-8") if line.strip()]
-hits = sum((reader.recognize(root + "/" + p) or [(0, "", 0)])[0][1] == label for p, label in rows)
-print(json.dumps({"n": len(rows), "accuracy": hits / len(rows)}))
-"""
 
 
 def test_local_pipeline_end_to_end(stack_env, tmp_path):
@@ -76,15 +61,7 @@ def test_local_pipeline_end_to_end(stack_env, tmp_path):
     pulled = tmp_path / "pulled"
     r = run_cli("pull", "models:/e2e-english@champion", "--to", str(pulled), env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    out = subprocess.run(
-        [sys.executable, "-c", PLAIN_EASYOCR, str(pulled), str(test_gt)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ},
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    plain = json.loads(out.stdout.strip().splitlines()[-1])
+    plain = read_split(str(pulled), str(test_gt))
     assert plain["n"] == len(test_gt.read_text("utf-8").splitlines())
     assert abs(plain["accuracy"] - last["metrics"]["test"]["word_acc"]) <= 0.01, (plain, last["metrics"])
 

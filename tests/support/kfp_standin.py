@@ -153,7 +153,9 @@ class KfpStandin:
             found = [i for i in store.values() if matches(i, q.get("filter"))]
             if q.get("experiment_id"):
                 found = [i for i in found if i.get("experiment_id") == q["experiment_id"]]
-            found.sort(key=lambda i: i["created_at"], reverse=q.get("sort_by", "").endswith(" desc"))
+            # created_at has whole seconds, as the API's; ties go by creation order, as the server's row ids do
+            order = sorted(enumerate(found), key=lambda p: (p[1]["created_at"], p[0]))
+            found = [i for _, i in (order[::-1] if q.get("sort_by", "").endswith(" desc") else order)]
             found = found[: int(q.get("page_size") or len(found) or 1)]
             return 200, {
                 plural if plural != "recurringRuns" else "recurringRuns": found,
