@@ -16,7 +16,8 @@ def evaluate(
     profile: str = "tiny",
     base_model: str = "korean_g2",
 ):
-    """word_acc, cer, norm_ed per split (parity of the two readings); report = per font and samples."""
+    """word_acc, cer, norm_ed per split (parity of the two readings); report = per font, samples and the
+    test split's error report (also logged to the training's MLflow run)."""
     from ocrtune.platform import kfp_steps
 
     values = kfp_steps.evaluate(
@@ -28,6 +29,7 @@ def evaluate(
         charset=model.metadata.get("charset", ""),
         evaluation_path=evaluation.path,
         report_path=report.path,
+        mlflow_run_id=model.metadata.get("mlflow_run_id", ""),
     )
     for name, value in values.items():
         metrics.log_metric(name, value)

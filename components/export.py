@@ -15,3 +15,5 @@ def export(checkpoint: Input[Model], model: Output[Model], profile: str = "tiny"
             profile=profile, charset=charset, checkpoint_path=checkpoint.path, model_path=model.path
         )
     )
+    # the training's MLflow run, where evaluate logs the error report
+    model.metadata["mlflow_run_id"] = checkpoint.metadata.get("mlflow_run_id", "")

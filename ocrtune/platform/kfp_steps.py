@@ -49,6 +49,7 @@ from ocrtune.platform.steps import (
     step,
 )
 from ocrtune.platform.storage import ObjectStore, S3Settings
+from ocrtune.release import error_report
 from ocrtune.release.export import export_model
 from ocrtune.release.frozen_benchmark import (
     Benchmark,
@@ -57,6 +58,7 @@ from ocrtune.release.frozen_benchmark import (
     parity_of,
     reader_predictions,
 )
+from ocrtune.release.registry import log_artifacts
 from ocrtune.training.loop import build
 from ocrtune.training.tracking import plot_history
 from ocrtune.training.validation import score
@@ -323,22 +325,20 @@ def per_font(labels: list[str], preds: list[str], fonts: list[str | None]) -> di
     return {f: c / n for f, (c, n) in sorted(totals.items())}
 
 
-def score_split(model_dir: Path, lmdb_dir: Path) -> tuple[dict[str, Any], Benchmark, list[str]]:
-    """One split through ocrtune (as Reader reads on CPU) and plain easyocr.Reader: scores and parity."""
+def score_split(model_dir: Path, lmdb_dir: Path) -> tuple[dict[str, Any], Benchmark, list[str], list[str]]:
+    """One split through ocrtune (as Reader reads on CPU) and plain easyocr.Reader: scores and parity;
+    the set and both readings (Reader's, ocrtune's)."""
     bench = load_benchmark(lmdb_dir)
     labels = [label for _, label in bench.samples]
     ours = [t for t, _ in ocrtune_predictions(model_dir, bench, quantize=True)]
     theirs = [t for t, _ in reader_predictions(model_dir, bench)]
-    with LmdbReader(lmdb_dir) as reader:
-        fonts = [reader.font(i) for i in range(len(reader))]
-    parity = parity_of(bench, ours, theirs)
     result = {
         "ocrtune": figures(labels, ours),
         "easyocr": figures(labels, theirs),
-        "parity": parity,
-        "per_font": per_font(labels, theirs, fonts),
+        "parity": parity_of(bench, ours, theirs),
+        "per_font": per_font(labels, theirs, [bench.font(i) for i in range(len(labels))]),
     }
-    return result, bench, theirs
+    return result, bench, theirs, ours
 
 
 def export_base(cfg: RunConfig, out: Path) -> tuple[Path, dict[str, Any]]:
@@ -373,26 +373,28 @@ def base_scores(cfg: RunConfig, lmdb_dir: Path, work: Path) -> tuple[dict[str, A
         preds = [t for t, _ in reader_predictions(base_dir, bench)]
         out[split] = figures(labels, preds)
         if split == "test":
-            with LmdbReader(lmdb_dir / split) as reader:
-                out["per_font"] = per_font(labels, preds, [reader.font(i) for i in range(len(reader))])
+            out["per_font"] = per_font(labels, preds, [bench.font(i) for i in range(len(labels))])
     return out, preds
 
 
-def samples_shown(
-    bench: Benchmark, preds: list[str], base: list[str], lmdb_dir: Path
-) -> list[dict[str, Any]]:
-    with LmdbReader(lmdb_dir) as reader:
-        picks = range(0, len(bench.samples), max(1, len(bench.samples) // SAMPLES_SHOWN))
-        return [
-            {
-                "image": bench.samples[i][0],
-                "gt": bench.samples[i][1],
-                "pred": preds[i],
-                "base": base[i],
-                "font": reader.font(i),
-            }
-            for i in list(picks)[:SAMPLES_SHOWN]
-        ]
+def samples_shown(bench: Benchmark, preds: list[str], base: list[str]) -> list[dict[str, Any]]:
+    picks = range(0, len(bench.samples), max(1, len(bench.samples) // SAMPLES_SHOWN))
+    return [
+        {
+            "image": bench.image_bytes(i),
+            "gt": bench.samples[i][1],
+            "pred": preds[i],
+            "base": base[i],
+            "font": bench.font(i),
+        }
+        for i in list(picks)[:SAMPLES_SHOWN]
+    ]
+
+
+def log_error_report(errors: dict[str, Any], bench: Benchmark, mlflow_run_id: str, work: Path) -> None:
+    """The error report into the training's MLflow run (error_report/), beside its curves and card."""
+    out = error_report.write_report(work / "error_report", errors, bench.image_bytes)
+    log_artifacts(mlflow_run_id, out, "error_report")
 
 
 def evaluate(
@@ -405,23 +407,29 @@ def evaluate(
     charset: str,
     evaluation_path: str,
     report_path: str,
+    mlflow_run_id: str = "",
 ) -> dict[str, float]:
-    """Val and held-out-typeface test through ocrtune and plain easyocr.Reader, the base model beside."""
+    """Val and held-out-typeface test through ocrtune and plain easyocr.Reader, the base model beside; the
+    test split's error report in the view, the evaluation JSON and (given its id) the training's MLflow run."""
     started = time.monotonic()
     cfg = run_config(profile, train={"pretrained": base_model, "charset": charset or None})
     model_dir, lmdb_dir = Path(model_path), Path(lmdb_path)
     ev: dict[str, Any] = {"charset": cfg.train.charset, "recog_network": cfg.export.name}
-    shown: tuple[Benchmark, list[str]] | None = None
     for split in SPLITS:
-        ev[split], bench, preds = score_split(model_dir, lmdb_dir / split)
-        shown = (bench, preds)
+        ev[split], bench, preds, ours = score_split(model_dir, lmdb_dir / split)
+    errors = error_report.analyse_benchmark(bench, preds, ours, title="test: typefaces held out of training")
+    ev["test"]["errors"] = errors
     work = Path(tempfile.mkdtemp(prefix="ocrtune-base-"))
     ev["base"], base_preds = base_scores(cfg, lmdb_dir, work)
     ev["base_model"] = ev["base"]["model"]
     ev["dataset_sha256"] = read_json(Path(dataset_path) / "card.json")["content_sha256"]
     write_text(evaluation_path, json.dumps(ev, indent=2, ensure_ascii=False) + "\n")
-    samples = samples_shown(*shown, base_preds, lmdb_dir / "test")
-    write_text(report_path, kfp_views.report_html(ev, samples))
+    samples = samples_shown(bench, preds, base_preds)
+    write_text(
+        report_path, kfp_views.report_html(ev, samples, error_report.html_body(errors, bench.image_bytes))
+    )
+    if mlflow_run_id:
+        log_error_report(errors, bench, mlflow_run_id, work)
     shutil.rmtree(work, ignore_errors=True)
     t, b = ev["test"]["easyocr"]["word_acc"], ev["base"]["test"]["word_acc"]
     line = f"test word accuracy {t:.4f} (base {ev['base_model']} {b:.4f}, {t - b:+.4f})"

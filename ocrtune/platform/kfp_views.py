@@ -7,57 +7,11 @@ their images). The KFP UI shows an HTML artifact in a sandboxed frame: nothing h
 
 from __future__ import annotations
 
-import base64
-import html
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-STYLE = (
-    "body{font-family:sans-serif;margin:16px;color:#222}table{border-collapse:collapse;margin:8px 0 16px}"
-    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}"
-    "td.l,th.l{text-align:left}img{max-width:100%}.ok{color:#070}.bad{color:#b00}"
-    "code{background:#f4f4f4;padding:1px 3px}"
-)
-METRICS = ("word_acc", "cer", "norm_ed")
-
-
-def esc(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def data_uri(data: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def image_mime(data: bytes) -> str:
-    return "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
-
-
-def img(data: bytes, alt: str, height: int | None = None) -> str:
-    style = f' style="height:{height}px"' if height else ""
-    return f'<img src="{data_uri(data, image_mime(data))}" alt="{esc(alt)}"{style}>'
-
-
-def page(title: str, body: Iterable[str]) -> str:
-    return (
-        f'<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>'
-        f"<style>{STYLE}</style></head><body><h1>{esc(title)}</h1>{''.join(body)}</body></html>\n"
-    )
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1) -> str:
-    """A table whose first ``left`` columns are text (left-aligned) and the rest figures."""
-
-    def cells(tag: str, row: Sequence[Any]) -> str:
-        return "".join(f"<{tag}{' class=l' if i < left else ''}>{c}</{tag}>" for i, c in enumerate(row))
-
-    body = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
-    return f"<table><tr>{cells('th', [esc(h) for h in header])}</tr>{body}</table>"
-
-
-def fig(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else esc("-" if value is None else value)
+from ocrtune.release.html_page import METRICS, esc, fig, img, page, table
 
 
 # ---- the dataset card ----------------------------------------------------------------------------------
@@ -126,8 +80,11 @@ def _score_rows(ev: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
-def report_html(ev: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -> str:
-    """Scores, parity, per-font accuracy and sample predictions (``samples``: image bytes, gt, pred, base)."""
+def report_html(
+    ev: Mapping[str, Any], samples: Sequence[Mapping[str, Any]], errors: Sequence[str] = ()
+) -> str:
+    """Scores, parity, per-font accuracy, sample predictions (``samples``: image bytes, gt, pred, base) and
+    the test split's error report (``errors``: its HTML sections)."""
     fonts = sorted({f for s in ("val", "test") for f in ev[s]["per_font"]})
     per_font = [
         [
@@ -162,4 +119,6 @@ def report_html(ev: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -> 
         "<h2>Sample predictions (test)</h2>",
         table(["image", "ground truth", "fine-tuned", "font", "base"], preds, 5),
     ]
+    if errors:
+        body += ["<h2>Where the fine-tuned model goes wrong (test, easyocr.Reader's reading)</h2>", *errors]
     return page("Evaluation", body)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ocrtune.data.gt_layout import read_gt
+from ocrtune.data.gt_layout import read_gt, read_samples
 from ocrtune.data.lmdb import LmdbReader
 from ocrtune.errors import UserError
 from ocrtune.model.decode import read_crops
@@ -27,6 +27,14 @@ class Benchmark:
     path: str
     sha256: str
     samples: list[tuple[str | bytes, str]]  # (image path or encoded bytes, label)
+    fonts: list[str | None] | None = None  # each sample's typeface, where the set records it
+
+    def font(self, i: int) -> str | None:
+        return self.fonts[i] if self.fonts else None
+
+    def image_bytes(self, i: int) -> bytes:
+        img = self.samples[i][0]
+        return img if isinstance(img, bytes) else Path(img).read_bytes()
 
     @property
     def id(self) -> str:
@@ -38,15 +46,19 @@ def load_benchmark(path: str | Path, limit: int | None = None) -> Benchmark:
     p = Path(path)
     h = hashlib.sha256()
     samples: list[tuple[str | bytes, str]] = []
+    fonts: list[str | None] = []
     if (p / "data.mdb").is_file():
         with LmdbReader(p) as reader:
             n = len(reader) if limit is None else min(limit, len(reader))
             for i in range(n):
                 img, label = reader.get(i)
                 samples.append((img, label))
+                fonts.append(reader.font(i))
     elif (p / "gt.txt").is_file():
+        side = read_samples(p)
         for rel, label in read_gt(p)[:limit]:
             samples.append((str(p / rel), label))
+            fonts.append(side.get(rel, (None, None))[0])
     else:
         raise UserError(f"{p}: not a benchmark set (expected a gt.txt directory or an LMDB)")
     if not samples:
@@ -55,7 +67,7 @@ def load_benchmark(path: str | Path, limit: int | None = None) -> Benchmark:
         data = img if isinstance(img, bytes) else Path(img).read_bytes()
         h.update(hashlib.sha256(data).digest())
         h.update(label.encode("utf-8") + b"\0")
-    return Benchmark(str(p), h.hexdigest(), samples)
+    return Benchmark(str(p), h.hexdigest(), samples, fonts if any(fonts) else None)
 
 
 def reader_predictions(model_dir: str | Path, bench: Benchmark, reader=None) -> list[tuple[str, float]]:
@@ -105,10 +117,15 @@ def parity(model_dir: str | Path, bench: Benchmark) -> dict:
     reads as Reader does on CPU (int8 dynamic quantization); the float model's accuracy (what training
     validates) and its agreement with Reader are reported beside it, so the cost of int8 is visible too.
     """
+    return parity_of(bench, *readings(model_dir, bench))
+
+
+def readings(model_dir: str | Path, bench: Benchmark) -> tuple[list[str], list[str], list[str]]:
+    """ocrtune's int8 reading (as Reader on CPU), plain easyocr.Reader's, ocrtune's float reading."""
     ours = [t for t, _ in ocrtune_predictions(model_dir, bench, quantize=True)]
-    ours_float = [t for t, _ in ocrtune_predictions(model_dir, bench, quantize=False)]
     theirs = [t for t, _ in reader_predictions(model_dir, bench)]
-    return parity_of(bench, ours, theirs, ours_float)
+    ours_float = [t for t, _ in ocrtune_predictions(model_dir, bench, quantize=False)]
+    return ours, theirs, ours_float
 
 
 def parity_of(

@@ -64,6 +64,16 @@ def client(uri: str | None = None):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def log_artifacts(run_id: str, local_dir: str | Path, artifact_path: str, uri: str | None = None) -> None:
+    """The files of ``local_dir`` into an MLflow run's artifacts (the error report beside the training's)."""
+    c = client(uri)
+    try:
+        c.log_artifacts(run_id, str(local_dir), artifact_path)
+    except MlflowException as exc:
+        where = endpoints.redact_url(tracking_uri(uri))
+        raise UserError(f"logging {artifact_path} to MLflow run {run_id} at {where}: {exc.message}") from None
+
+
 def export_sha256(model_dir: str | Path) -> str:
     """One hash over the three export files: the identity used to avoid duplicate versions."""
     d = Path(model_dir)

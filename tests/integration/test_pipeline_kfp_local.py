@@ -70,6 +70,9 @@ def test_the_pipeline_through_kfp_local(stack_env, monkeypatch, tmp_path):
     assert mv.tags["base_model"] == "english_g2"
     assert client().get_model_version_by_alias(last["model_name"], "champion").version == mv.version
     assert last["mlflow_run_id"] and client().get_run(last["mlflow_run_id"]).info.status == "FINISHED"
+    # the evaluate step's error report sits in the training's run, beside its curves
+    logged = {a.path for a in client().list_artifacts(last["mlflow_run_id"], "error_report")}
+    assert {f"error_report/{f}" for f in ("report.json", "report.md", "report.html")} <= logged, logged
     (test_gt,) = (run_dir / "kfp").glob("*/generate-data/dataset/test/gt.txt")
     plain = read_split(last["export_dir"], str(test_gt), last["recog_network"])
     assert plain["n"] == PARAMS["test_count"]
