@@ -286,14 +286,22 @@ class _Lease:
         while time.monotonic() < deadline:
             holder, expiry = self._holder()
             if holder is None or holder == self.token or expiry < time.time():
-                self.c.set_registered_model_tag(self.name, LOCK_TAG, f"{self.token}:{time.time() + self.ttl}")
-                time.sleep(self.settle)
-                if self._holder()[0] == self.token:
+                if self._write() and self._holder()[0] == self.token:
                     return self
             time.sleep(0.2 + (uuid.uuid4().int % 100) / 250)
         raise UserError(
             f"model '{self.name}': another promotion holds the lock ({LOCK_TAG}); try again later"
         )
+
+    def _write(self) -> bool:
+        """Write our token; False when a racing writer made the server refuse it (two inserts of the same
+        tag at once: the sqlite store answers with an integrity error), which is losing the race."""
+        try:
+            self.c.set_registered_model_tag(self.name, LOCK_TAG, f"{self.token}:{time.time() + self.ttl}")
+        except MlflowException:
+            return False
+        time.sleep(self.settle)
+        return True
 
     def __exit__(self, *exc):
         if self._holder()[0] == self.token:
@@ -366,6 +374,16 @@ def promote(
 class _NoLease:
     def __enter__(self):
         return self
+
+    def _write(self) -> bool:
+        """Write our token; False when a racing writer made the server refuse it (two inserts of the same
+        tag at once: the sqlite store answers with an integrity error), which is losing the race."""
+        try:
+            self.c.set_registered_model_tag(self.name, LOCK_TAG, f"{self.token}:{time.time() + self.ttl}")
+        except MlflowException:
+            return False
+        time.sleep(self.settle)
+        return True
 
     def __exit__(self, *exc):
         return None
