@@ -37,6 +37,11 @@ def test_body_scores_both_splits_both_readers_and_the_base(tmp_path_factory):
     assert "held out" in html
     # the test split's error report: in the evaluation, and in the view the KFP UI shows
     errors = ev["test"]["errors"]
-    assert errors["overall"]["samples"] == 10 and errors["overall"]["word_acc"] == ev["test"]["easyocr"]["word_acc"]
-    assert set(errors["per_font"]) == set(ev["test"]["per_font"]) and errors["per_class"]["latin"]["chars"] > 0
+    assert (
+        errors["overall"]["samples"] == 10
+        and errors["overall"]["word_acc"] == ev["test"]["easyocr"]["word_acc"]
+    )
+    assert (
+        set(errors["per_font"]) == set(ev["test"]["per_font"]) and errors["per_class"]["latin"]["chars"] > 0
+    )
     assert "Top confusions" in html and "Per character class" in html
