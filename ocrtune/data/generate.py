@@ -118,6 +118,8 @@ class _TextDrawer:
     def __post_init__(self) -> None:
         weights = self.mix.weights()  # a bad mix fails here, before anything is drawn
         self._kinds, self._kw = list(weights), list(weights.values())
+        main = [w for split in self.parts["korean"].values() for w in split[:200]]
+        self._latin_script = bool(main) and all(w.isascii() for w in main)  # an English word list
 
     def __call__(self, split: str, n: int) -> list[tuple[str, str, str]]:
         kinds, kw = self._kinds, self._kw
@@ -130,7 +132,7 @@ class _TextDrawer:
             if attempts > 50 * n + 1000:
                 raise UserError(f"cannot find {n} {split} texts that the {split} fonts draw")
             kind = self.rng.choices(kinds, kw)[0]
-            text = make_text(kind, self.rng, korean, latin)
+            text = make_text(kind, self.rng, korean, latin, self._latin_script)
             if not set(text) <= self.charset:
                 self.skipped[f"{kind}: text outside the charset"] += 1
                 continue

@@ -20,6 +20,8 @@ from ocrtune.charsets import is_hangul
 from ocrtune.errors import UserError
 
 KINDS = ("word", "phrase", "digits", "date", "latin")
+CAPITALISED, UPPER = 0.3, 0.1  # shares of Latin words written Capitalised and UPPER
+MONTHS = "January February March April May June July August September October November December".split()
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,21 @@ def _digits(rng: random.Random) -> str:
     return f"{rng.randint(1, 999) * 100:,}원"
 
 
-def _date(rng: random.Random) -> str:
+def _date(rng: random.Random, latin_script: bool = False) -> str:
     y, m, d = rng.randint(1950, 2035), rng.randint(1, 12), rng.randint(1, 28)
+    if latin_script:  # how dates are written in English: month names, day/month order both ways
+        month = MONTHS[m - 1]
+        return rng.choice(
+            [
+                f"{y}-{m:02d}-{d:02d}",
+                f"{m}/{d}/{y}",
+                f"{d:02d}/{m:02d}/{y}",
+                f"{month} {d}, {y}",
+                f"{d} {month} {y}",
+                f"{month[:3]} {d}",
+                f"{m:02d}:{rng.randint(0, 59):02d}",
+            ]
+        )
     return rng.choice(
         [
             f"{y}-{m:02d}-{d:02d}",
@@ -181,20 +196,44 @@ def _date(rng: random.Random) -> str:
     )
 
 
-def make_text(kind: str, rng: random.Random, korean: Sequence[str], latin: Sequence[str]) -> str:
-    """One text of a kind; ``korean``/``latin`` are the word lists of the split being sampled."""
+def cased(word: str, rng: random.Random) -> str:
+    """A Latin word as people write it: mostly lowercase, often Capitalised, sometimes UPPER (a list of
+    lowercase words alone teaches a model to lowercase everything)."""
+    if not (word.isascii() and word.isalpha()):
+        return word
+    r = rng.random()
+    return word.capitalize() if r < CAPITALISED else (word.upper() if r < CAPITALISED + UPPER else word)
+
+
+def _latin_phrase(rng: random.Random, words: Sequence[str]) -> str:
+    """Two to four words, the first Capitalised, punctuation where a hand puts it."""
+    picked = [rng.choice(words) for _ in range(rng.randint(2, 4))]
+    picked[0] = picked[0].capitalize()
+    picked = [
+        w + (rng.choice(",;:") if i < len(picked) - 1 and rng.random() < 0.15 else "")
+        for i, w in enumerate(picked)
+    ]
+    return " ".join(picked) + rng.choice(["", "", ".", ".", "!", "?"])
+
+
+def make_text(
+    kind: str, rng: random.Random, korean: Sequence[str], latin: Sequence[str], latin_script: bool = False
+) -> str:
+    """One text of a kind; ``korean``/``latin`` are the word lists of the split being sampled.
+    ``latin_script``: the main word list is Latin-script (English): its words get cased, its phrases
+    punctuated, its dates written the English way."""
     if kind == "word" or (kind == "latin" and not latin):
-        return rng.choice(korean)
+        return cased(rng.choice(korean), rng) if latin_script else rng.choice(korean)
     if kind == "phrase":
+        if latin_script:
+            return _latin_phrase(rng, korean)
         return " ".join(rng.choice(korean) for _ in range(rng.randint(2, 3)))
     if kind == "digits":
         return _digits(rng)
     if kind == "date":
-        return _date(rng)
+        return _date(rng, latin_script)
     if kind == "latin":
-        w = rng.choice(latin)
-        r = rng.random()
-        return w.capitalize() if r < 0.3 else (w.upper() if r < 0.4 else w)
+        return cased(rng.choice(latin), rng)
     raise ValueError(f"unknown text kind {kind!r}")
 
 

@@ -422,6 +422,9 @@ def evaluate(
     work = Path(tempfile.mkdtemp(prefix="ocrtune-base-"))
     ev["base"], base_preds = base_scores(cfg, lmdb_dir, work)
     ev["base_model"] = ev["base"]["model"]
+    kinds = error_report.against_base(bench, preds, base_preds)
+    ev["test"]["per_text_class"] = kinds
+    ev["test"]["behind_base"] = sorted(k for k, v in kinds.items() if v["model"] < v["base"])
     ev["dataset_sha256"] = read_json(Path(dataset_path) / "card.json")["content_sha256"]
     write_text(evaluation_path, json.dumps(ev, indent=2, ensure_ascii=False) + "\n")
     samples = samples_shown(bench, preds, base_preds)

@@ -116,6 +116,14 @@ def report_html(
         table(["split", "agreement", "parity"], par),
         "<h2>Word accuracy per font</h2>",
         table(["font", "val", "test", "base (test)"], per_font),
+        "<h2>Word accuracy per kind of text (test): fine-tuned vs base</h2>",
+        table(
+            ["kind", "samples", "fine-tuned", f"base {ev['base_model']}"],
+            [
+                [esc(k), v["samples"], fig(v["model"]), fig(v["base"])]
+                for k, v in ev["test"].get("per_text_class", {}).items()
+            ],
+        ),
         "<h2>Sample predictions (test)</h2>",
         table(["image", "ground truth", "fine-tuned", "font", "base"], preds, 5),
     ]

@@ -4,6 +4,7 @@ A word accuracy says how often a model is wrong, not what it gets wrong. This re
 its ground truth (a Levenshtein alignment, so a substitution is told from a deletion) and counts:
 
 - accuracy, CER and norm_ED per typeface and per word length;
+- per kind of text (a Hangul word, lowercase / Capitalised / UPPER Latin words, numbers, dates, phrases);
 - per character class (Hangul, Latin, digit, punctuation): how many ground-truth characters of the class were
   misread or dropped;
 - for Hangul syllables read as another syllable, which part was misread: the initial consonant, the vowel or
@@ -20,6 +21,7 @@ writes ``report.json``, ``report.md`` and ``report.html`` into a directory, all 
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -37,6 +39,12 @@ VOWELS, FINALS = 21, 28
 PARTS = ("initial", "vowel", "final")
 CLASSES = ("hangul", "latin", "digit", "punctuation", "other")
 LENGTHS = ((1, 1), (2, 2), (3, 3), (4, 5), (6, 8), (9, 10**6))  # word length buckets, in characters
+TEXT_CLASSES = ("hangul", "lower", "Capitalised", "UPPER", "number", "date", "phrase", "other")
+DATE = re.compile(
+    r"\d{4}[-./] ?\d{1,2}[-./] ?\d{1,2}\.?|\d{1,2}/\d{1,2}/\d{4}|\d{1,2}:\d{2}|(\d{4}년 ?)?(\d{1,2}월 ?)?(\d{1,2}일)?"
+    r"|([A-Z][a-z]+ \d{1,2}(, \d{4})?)|(\d{1,2} [A-Z][a-z]+ \d{4})"
+)
+NUMBER = re.compile(r"[-+]?[\d.,:%/ -]*\d[\d.,:%/ -]*원?")
 GAP = "∅"  # the missing side of an insertion or deletion
 REPORT_FILES = ("report.json", "report.md", "report.html")
 
@@ -61,6 +69,28 @@ def char_class(c: str) -> str:
         return "digit"
     if unicodedata.category(c)[0] in "PS":
         return "punctuation"
+    return "other"
+
+
+def text_class(text: str) -> str:
+    """What kind of writing a ground truth is: a Hangul word, a lowercase / Capitalised / UPPER Latin word, a
+    number, a date or time, a phrase of several words, or other; the classes a hand writes differently."""
+    t = text.strip()
+    if t and DATE.fullmatch(t) and any(c.isdigit() for c in t):
+        return "date"
+    if t and NUMBER.fullmatch(t):
+        return "number"
+    if " " in t:
+        return "phrase"
+    if t and all(char_class(c) == "hangul" for c in t):
+        return "hangul"
+    if t.isascii() and t.isalpha():
+        if t.islower():
+            return "lower"
+        if t.isupper():
+            return "UPPER"
+        if t[0].isupper() and t[1:].islower():
+            return "Capitalised"
     return "other"
 
 
@@ -163,6 +193,7 @@ def analyse(
         "overall": figures(readings),
         "per_font": grouped(readings, lambda r: r.font or "-"),
         "per_length": grouped(readings, lambda r: length_bucket(r.gt)),
+        "per_text_class": grouped(readings, lambda r: text_class(r.gt)),
         "per_class": {c: v for c, v in per_class.items() if v["chars"]},
         "hangul": hangul,
         "confusions": [
@@ -191,6 +222,18 @@ def analyse_benchmark(
         for i, (_, label) in enumerate(bench.samples)
     ]
     return analyse(rows, title=title or bench.id)
+
+
+def against_base(bench: Benchmark, model: Sequence[str], base: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Word accuracy per kind of text, the model's beside its base model's on the same set: a fine-tune
+    must win in every kind, not only overall (one that lowercases everything wins on lowercase words)."""
+    labels = [label for _, label in bench.samples]
+    ours = grouped([Reading(g, p) for g, p in zip(labels, model, strict=True)], lambda r: text_class(r.gt))
+    theirs = grouped([Reading(g, p) for g, p in zip(labels, base, strict=True)], lambda r: text_class(r.gt))
+    return {
+        k: {"samples": v["samples"], "model": v["word_acc"], "base": theirs[k]["word_acc"]}
+        for k, v in ours.items()
+    }
 
 
 # ---- rendering -----------------------------------------------------------------------------------------
@@ -234,6 +277,8 @@ def markdown(report: dict[str, Any]) -> str:
         *_md_table(["font", "samples", "word_acc", "cer", "norm_ed"], _group_rows(report["per_font"])),
         "## Per word length (characters)",
         *_md_table(["length", "samples", "word_acc", "cer", "norm_ed"], _group_rows(report["per_length"])),
+        "## Per kind of text",
+        *_md_table(["kind", "samples", "word_acc", "cer", "norm_ed"], _group_rows(report["per_text_class"])),
         "## Per character class",
         *_md_table(["class", "characters", "misread or dropped", "error rate"], _class_rows(report)),
         "## Hangul syllables",
@@ -271,6 +316,11 @@ def html_body(report: dict[str, Any], image: Callable[[int], bytes] | None = Non
         "<h2>Per word length (characters)</h2>",
         table(
             ["length", "samples", "word_acc", "cer", "norm_ed"], _fig_rows(_group_rows(report["per_length"]))
+        ),
+        "<h2>Per kind of text</h2>",
+        table(
+            ["kind", "samples", "word_acc", "cer", "norm_ed"],
+            _fig_rows(_group_rows(report["per_text_class"])),
         ),
         "<h2>Per character class</h2>",
         table(["class", "characters", "misread or dropped", "error rate"], _fig_rows(_class_rows(report))),

@@ -63,6 +63,11 @@ def test_the_pipeline_through_kfp_local(stack_env, monkeypatch, tmp_path):
     assert last["base_model"] == "english_g2" and last["profile"] == "tiny-en"
     assert last["model_name"] == "kfp-local-e2e" and last["recog_network"] == "custom"
     assert set(STEPS) <= set(last["timings_s"])
+    # per kind of text, beside the base model: the line says where the fine-tune is behind, if anywhere
+    assert last["per_text_class"] and all(
+        set(v) == {"samples", "model", "base"} for v in last["per_text_class"].values()
+    )
+    assert any(ln.startswith(("behind the base model in:", "ahead of or level with")) for ln in lines)
     assert last["promotion"]["promoted"], last["promotion"]  # the first version of the name: champion
 
     # honest: the version exists, from this run's training, and its export reads as the summary says

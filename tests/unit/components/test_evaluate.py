@@ -45,3 +45,6 @@ def test_body_scores_both_splits_both_readers_and_the_base(tmp_path_factory):
         set(errors["per_font"]) == set(ev["test"]["per_font"]) and errors["per_class"]["latin"]["chars"] > 0
     )
     assert "Top confusions" in html and "Per character class" in html
+    kinds = ev["test"]["per_text_class"]
+    assert sum(v["samples"] for v in kinds.values()) == 10 and "per kind of text" in html
+    assert ev["test"]["behind_base"] == sorted(k for k, v in kinds.items() if v["model"] < v["base"])

@@ -20,6 +20,7 @@ from ocrtune.data.words import (
     wordfreq_words,
 )
 from ocrtune.errors import UserError
+from ocrtune.release.error_report import text_class
 
 KO = load_charset("korean_g2")
 
@@ -123,3 +124,26 @@ def test_generated_kinds_stay_in_the_charset():
         texts = [make_text(kind, rng, korean, latin) for _ in range(200)]
         assert all(t and set(t) <= set(KO) for t in texts), kind
     assert any(" " in make_text("phrase", rng, korean, latin) for _ in range(20))
+
+
+def test_english_text_is_written_as_people_write_it():
+    """An English word list gets cased words, punctuated phrases and English dates; a lowercase list
+    alone would teach a model to lowercase everything."""
+    rng = random.Random(1)
+    english = ["river", "garden", "table", "music", "window", "silver"]
+    kinds = {k: [make_text(k, rng, english, english, latin_script=True) for _ in range(400)] for k in KINDS}
+    classes = Counter(text_class(t) for t in kinds["word"])
+    assert classes["lower"] > classes["Capitalised"] > classes["UPPER"] > 0 and set(classes) <= {
+        "lower",
+        "Capitalised",
+        "UPPER",
+    }
+    phrases = kinds["phrase"]
+    assert all(text_class(p) == "phrase" and p[0].isupper() for p in phrases)
+    assert any(p[-1] in ".!?" for p in phrases) and any("," in p for p in phrases)
+    dates = kinds["date"]
+    assert all(text_class(d) == "date" for d in dates) and not any("년" in d or "월" in d for d in dates)
+    assert any(m in d for d in dates for m in ("January", "Dec", "May"))
+    # a Korean list keeps its words as they are
+    korean = ["사과", "나무"]
+    assert {make_text("word", rng, korean, english) for _ in range(50)} <= set(korean)

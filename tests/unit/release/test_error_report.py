@@ -10,7 +10,17 @@ from support.cli import run_cli
 from support.english_models import WORDS, export_english, make_benchmark
 
 from ocrtune.release import error_report
-from ocrtune.release.error_report import GAP, Reading, align, analyse, char_class, jamo
+from ocrtune.release.error_report import (
+    GAP,
+    Reading,
+    against_base,
+    align,
+    analyse,
+    char_class,
+    jamo,
+    text_class,
+)
+from ocrtune.release.frozen_benchmark import load_benchmark
 
 
 def test_align_tells_substitutions_from_deletions_and_insertions():
@@ -36,6 +46,40 @@ def test_character_classes():
         "hangul",
         "other",
     ]
+
+
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("한국", "hangul"),
+        ("hello", "lower"),
+        ("Hello", "Capitalised"),
+        ("HELLO", "UPPER"),
+        ("iPhone", "other"),
+        ("1,234", "number"),
+        ("12,300원", "number"),
+        ("010-1234-5678", "number"),
+        ("2026-12-03", "date"),
+        ("March 4, 2021", "date"),
+        ("2026년 3월 4일", "date"),
+        ("12:30", "date"),
+        ("How are you?", "phrase"),
+        ("안녕 하세요", "phrase"),
+    ],
+)
+def test_kinds_of_text(text, kind):
+    assert text_class(text) == kind
+
+
+def test_against_base_per_kind_of_text(tmp_path):
+    bench = load_benchmark(make_benchmark(tmp_path / "b", words=["Hello", "world", "2026", "OK"]))
+    kinds = against_base(bench, ["Hello", "world", "2026", "0K"], ["hello", "world", "2026", "OK"])
+    assert kinds == {
+        "Capitalised": {"samples": 1, "model": 1.0, "base": 0.0},
+        "UPPER": {"samples": 1, "model": 0.0, "base": 1.0},
+        "lower": {"samples": 1, "model": 1.0, "base": 1.0},
+        "number": {"samples": 1, "model": 1.0, "base": 1.0},
+    }
 
 
 def test_which_part_of_a_syllable_was_misread():
