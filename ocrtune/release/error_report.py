@@ -281,9 +281,11 @@ def markdown(report: dict[str, Any]) -> str:
         *_md_table(["kind", "samples", "word_acc", "cer", "norm_ed"], _group_rows(report["per_text_class"])),
         "## Per character class",
         *_md_table(["class", "characters", "misread or dropped", "error rate"], _class_rows(report)),
-        "## Hangul syllables",
-        _hangul_line(report["hangul"]),
-        "",
+        *(
+            ["## Hangul syllables", _hangul_line(report["hangul"]), ""]
+            if "hangul" in report["per_class"]
+            else []
+        ),
         "## Top confusions (ground truth -> read)",
         *_md_table(["gt", "read", "count"], [[c["gt"], c["pred"], c["count"]] for c in report["confusions"]]),
         "## Worst samples",
@@ -324,8 +326,11 @@ def html_body(report: dict[str, Any], image: Callable[[int], bytes] | None = Non
         ),
         "<h2>Per character class</h2>",
         table(["class", "characters", "misread or dropped", "error rate"], _fig_rows(_class_rows(report))),
-        "<h2>Hangul syllables</h2>",
-        f"<p>{esc(_hangul_line(report['hangul']))}</p>",
+        *(
+            ["<h2>Hangul syllables</h2>", f"<p>{esc(_hangul_line(report['hangul']))}</p>"]
+            if "hangul" in report["per_class"]
+            else []
+        ),
         "<h2>Top confusions (ground truth &rarr; read)</h2>",
         table(
             ["ground truth", "read", "count"],

@@ -127,6 +127,9 @@ def test_the_three_files_and_nothing_half_written(tmp_path):
     assert json.loads((out / "report.json").read_text("utf-8")) == json.loads(json.dumps(rep))
     md = (out / "report.md").read_text("utf-8")
     assert "| 은 | 를 | 1 |" in md and "## Per character class" in md
+    assert "## Hangul syllables" in md and "Hangul syllables" not in error_report.markdown(
+        analyse([Reading("cat", "cot")])
+    )  # no Hangul, no Hangul section
     page = (out / "report.html").read_text("utf-8")
     assert "data:image/png;base64," in page and "http" not in page.replace("http-equiv", "")
     with pytest.raises(ZeroDivisionError):  # a renderer failing mid-way leaves the old report whole
