@@ -20,6 +20,7 @@ Placement of the train task (kfp-kubernetes, :func:`build_pipeline` / :class:`Pl
 Data steps are cached and retried; register (a new registry version each time) and promote are not cached.
 """
 
+import json
 from dataclasses import dataclass, field
 
 from kfp import compiler, dsl, kubernetes
@@ -30,6 +31,9 @@ from ocrtune.components.generate_data import generate_data
 from ocrtune.components.promote import promote
 from ocrtune.components.register import register
 from ocrtune.components.train import train
+
+from ocrtune.platform.endpoints import ENV_ONLY, MODE_ENV
+from ocrtune.platform.launcher import NODE_SELECTOR_ENV, TIMEOUT_ENV, TOLERATIONS_ENV
 
 PIPELINE_NAME = "ocrtune-finetune"
 PIPELINE_DESCRIPTION = (
@@ -70,15 +74,21 @@ class Placement:
 
 
 def with_secrets(task: dsl.PipelineTask, placement: Placement) -> dsl.PipelineTask:
-    """The S3 / MLflow credentials as env from the Secrets (every step that talks to S3 or MLflow)."""
+    """The S3 / MLflow credentials as env from the Secrets (every step that talks to S3 or MLflow), and
+    endpoints from the environment only: a step in a cluster fails naming a missing variable rather than
+    looking for a local stack's files."""
     for secret, keys in placement.secrets.items():
         kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=dict(keys))
-    return task
+    return task.set_env_variable(MODE_ENV, ENV_ONLY)
 
 
 def place_train(task: dsl.PipelineTask, gpus_per_node, placement: Placement) -> dsl.PipelineTask:
     """The train task's cluster placement (see the module docstring for the GPU decision)."""
     with_secrets(task, placement)
+    # where the jobs this step creates (backend trainjob / pytorchjob) run: the same GPU pool
+    task.set_env_variable(NODE_SELECTOR_ENV, json.dumps(dict([placement.pool_label])))
+    task.set_env_variable(TOLERATIONS_ENV, json.dumps(list(placement.tolerations)))
+    task.set_env_variable(TIMEOUT_ENV, str(placement.timeout_s))
     kubernetes.empty_dir_mount(
         task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=placement.shm_size
     )

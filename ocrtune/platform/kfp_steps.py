@@ -38,7 +38,7 @@ from ocrtune.data.lmdb import LmdbReader
 from ocrtune.errors import UserError
 from ocrtune.files import write_text
 from ocrtune.platform import kfp_views
-from ocrtune.platform.launcher import BACKENDS, TrainSpec, launch
+from ocrtune.platform.launcher import BACKENDS, TrainSpec, launch, placement_from_env
 from ocrtune.platform.steps import (
     CARD_FILE,
     CONFIG_FILE,
@@ -241,6 +241,7 @@ def launch_training(
         gpus_per_node=gpus if store is not None else 0,
         image=where[0],
         namespace=where[1],
+        **(placement_from_env() if store is not None else {}),
     )
     with log.open("a", encoding="utf-8") as fh:
         result = launch(spec, echo=lambda line: print(line, file=fh, flush=True))

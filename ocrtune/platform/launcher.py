@@ -54,7 +54,39 @@ TAIL_LINES = 40
 GRACE_S = 60  # for the ranks to flush a checkpoint after SIGTERM, and past activeDeadlineSeconds
 LAUNCH_ID = "ocrtune.io/launch-id"  # annotation: which launcher created the job
 TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+# the GPU pool's placement for the jobs a pipeline step creates: compiled into the train task's environment
+# (pipelines/finetune.py), so a TrainJob lands where the compiled pipeline says the GPU pool is
+NODE_SELECTOR_ENV = "OCRTUNE_GPU_NODE_SELECTOR"  # JSON object: label -> value
+TOLERATIONS_ENV = "OCRTUNE_GPU_TOLERATIONS"  # JSON list of tolerations
+TIMEOUT_ENV = "OCRTUNE_TRAIN_TIMEOUT_S"  # seconds, 0: none
 Echo = Callable[[str], None]
+
+
+def placement_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """``node_selector``, ``tolerations`` and ``timeout_s`` for a TrainSpec from the step's environment
+    (unset: none); a value that is not what its variable holds is one line naming the variable."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {"node_selector": {}, "tolerations": [], "timeout_s": 0}
+    for var, key, kind in (
+        (NODE_SELECTOR_ENV, "node_selector", dict),
+        (TOLERATIONS_ENV, "tolerations", list),
+    ):
+        raw = env.get(var, "").strip()
+        if not raw:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, kind):
+            raise UserError(f"{var}={raw!r}: expected a JSON {'object' if kind is dict else 'list'}")
+        out[key] = value
+    raw = env.get(TIMEOUT_ENV, "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise UserError(f"{TIMEOUT_ENV}={raw!r}: expected whole seconds")
+        out["timeout_s"] = int(raw)
+    return out
 
 
 @dataclass

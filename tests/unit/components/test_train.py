@@ -87,7 +87,13 @@ def kube(tmp_path, stack_env, monkeypatch):
 
 
 @pytest.mark.slow
-def test_body_trains_on_a_trainjob_through_object_storage(kube, tmp_path_factory, tmp_path):
+def test_body_trains_on_a_trainjob_through_object_storage(kube, tmp_path_factory, tmp_path, monkeypatch):
+    # the GPU pool's placement, as the compiled pipeline puts it in the train task's environment
+    monkeypatch.setenv("OCRTUNE_GPU_NODE_SELECTOR", '{"ocrtune.dev/pool": "gpu"}')
+    monkeypatch.setenv(
+        "OCRTUNE_GPU_TOLERATIONS", '[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]'
+    )
+    monkeypatch.setenv("OCRTUNE_TRAIN_TIMEOUT_S", "3600")
     args = dict(profile="tiny-en", base_model="english_g2", charset="english_g2", steps=2, batch_size=8)
     args.update(lr=0.00005, num_nodes=1, gpus_per_node=0, backend="trainjob", namespace="kubeflow")
     result = kfp_steps.train(
@@ -101,3 +107,7 @@ def test_body_trains_on_a_trainjob_through_object_storage(kube, tmp_path_factory
     assert saved["step"] == 2 and (tmp_path / "checkpoint" / "best_accuracy.pth").is_file()
     assert result["base_model"] == "english_g2"
     assert any(kind == "POST" and "trainjobs" in path for kind, path in kube.requests), kube.requests
+    (job,) = [j.obj for (plural, _, _), j in kube.jobs.items() if plural == "trainjobs"]
+    (patch,) = job["spec"]["runtimePatches"]
+    pod = json.dumps(patch)
+    assert '"ocrtune.dev/pool": "gpu"' in pod and '"nvidia.com/gpu"' in pod, patch

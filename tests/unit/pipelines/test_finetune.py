@@ -9,6 +9,7 @@ which runs ``OCRTUNE_IMAGE= ocrtune pipeline compile -o tests/unit/pipelines/gol
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -114,6 +115,22 @@ def test_the_train_task_carries_its_cluster_placement(spec):
     )
 
 
+def env_of(spec, executor: str) -> dict[str, str]:
+    container = spec[0]["deploymentSpec"]["executors"][executor]["container"]
+    return {e["name"]: e["value"] for e in container.get("env", [])}
+
+
+def test_steps_read_endpoints_from_env_only_and_the_train_task_knows_the_gpu_pool(spec):
+    executors = spec[0]["deploymentSpec"]["executors"]
+    for name in ("exec-generate-data", "exec-train", "exec-evaluate", "exec-register", "exec-promote"):
+        assert env_of(spec, name)["OCRTUNE_ENDPOINTS"] == "env-only", name
+    env = env_of(spec, "exec-train")  # for the TrainJob / PyTorchJob the step creates
+    assert json.loads(env["OCRTUNE_GPU_NODE_SELECTOR"]) == {"ocrtune.dev/pool": "gpu"}
+    assert json.loads(env["OCRTUNE_GPU_TOLERATIONS"]) == [finetune.GPU_TAINT]
+    assert env["OCRTUNE_TRAIN_TIMEOUT_S"] == str(finetune.TRAIN_TIMEOUT_S)
+    assert "exec-build-lmdb" in executors and not env_of(spec, "exec-build-lmdb")
+
+
 def test_launcher_only_and_placement_options_change_the_train_task(tmp_path):
     pipeline_spec, platform_spec, _ = compiled(
         tmp_path, "--launcher-only", "--gpu-pool", "pool=a100", "--train-timeout", "600"
@@ -127,6 +144,10 @@ def test_launcher_only_and_placement_options_change_the_train_task(tmp_path):
     train = placed["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
     assert train["nodeSelector"]["labels"] == {"pool": "a100"}
     assert train["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoExecute"}]
+    env = env_of(({"deploymentSpec": pipeline_spec["deploymentSpec"]},), "exec-train")
+    assert json.loads(env["OCRTUNE_GPU_NODE_SELECTOR"]) == {
+        "pool": "a100"
+    }  # --launcher-only: still for the job
 
 
 @pytest.mark.parametrize(

@@ -295,3 +295,24 @@ def test_a_cluster_trainer_cannot_read_a_local_config_file():
     with pytest.raises(UserError, match="--config /home/me/run.yaml is a local file"):
         spec(train_args=args).check()
     assert spec(train_args=[*ARGS[2:], "--config", "s3://b/runs/1/config.yaml"]).check()
+
+
+def test_placement_from_the_steps_environment():
+    env = {
+        launcher.NODE_SELECTOR_ENV: json.dumps(GPU_POOL),
+        launcher.TOLERATIONS_ENV: json.dumps(TOLERATIONS),
+        launcher.TIMEOUT_ENV: "600",
+    }
+    assert launcher.placement_from_env(env) == {
+        "node_selector": GPU_POOL,
+        "tolerations": TOLERATIONS,
+        "timeout_s": 600,
+    }
+    assert launcher.placement_from_env({}) == {"node_selector": {}, "tolerations": [], "timeout_s": 0}
+    for var, raw in (
+        (launcher.NODE_SELECTOR_ENV, "[1]"),
+        (launcher.TOLERATIONS_ENV, "{"),
+        (launcher.TIMEOUT_ENV, "1h"),
+    ):
+        with pytest.raises(UserError, match=f"^{var}="):
+            launcher.placement_from_env({var: raw})
