@@ -38,7 +38,7 @@ from ocrtune.data.lmdb import LmdbReader
 from ocrtune.errors import UserError
 from ocrtune.files import write_text
 from ocrtune.platform import kfp_views
-from ocrtune.platform.launcher import BACKENDS, TrainSpec, launch, placement_from_env
+from ocrtune.platform.launcher import BACKENDS, TrainSpec, job_shape, launch, placement_from_env
 from ocrtune.platform.steps import (
     CARD_FILE,
     CONFIG_FILE,
@@ -233,12 +233,13 @@ def launch_training(
     out = ctx.path("train")
     store = None if backend == "local" else ObjectStore(S3Settings.from_env(bucket=ctx.cfg.storage.bucket))
     key = f"{ctx.cfg.storage.prefix}/kfp-train/{hashlib.sha256((ctx.path(CONFIG_FILE).read_text() + str(out)).encode()).hexdigest()[:16]}"
+    shape = job_shape(backend, nodes, gpus) if store is not None else (nodes, ctx.nproc, 0)
     spec = TrainSpec(
         backend=backend,
         train_args=step("train").args(ctx)[1:] if store is None else remote_train_args(ctx, store, key),
-        num_nodes=nodes,
-        nproc_per_node=max(1, gpus) if store is not None else ctx.nproc,
-        gpus_per_node=gpus if store is not None else 0,
+        num_nodes=shape[0],
+        nproc_per_node=shape[1],
+        gpus_per_node=shape[2],
         image=where[0],
         namespace=where[1],
         **(placement_from_env() if store is not None else {}),

@@ -62,6 +62,15 @@ TIMEOUT_ENV = "OCRTUNE_TRAIN_TIMEOUT_S"  # seconds, 0: none
 Echo = Callable[[str], None]
 
 
+def job_shape(backend: str, nodes: int, gpus_per_node: int) -> tuple[int, int, int]:
+    """(num_nodes, nproc_per_node, gpus_per_node) of the job for ``nodes`` machines of ``gpus_per_node`` GPUs:
+    a TrainJob runs one torchrun per node with a rank per GPU; a PyTorchJob one rank per pod, so it gets a
+    pod per GPU (2 nodes x 8 GPUs: 16 pods of 1 GPU), the same 16 ranks."""
+    if backend == "pytorchjob":
+        return nodes * max(1, gpus_per_node), 1, 1 if gpus_per_node else 0
+    return nodes, max(1, gpus_per_node), gpus_per_node
+
+
 def placement_from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """``node_selector``, ``tolerations`` and ``timeout_s`` for a TrainSpec from the step's environment
     (unset: none); a value that is not what its variable holds is one line naming the variable."""
