@@ -375,16 +375,6 @@ class _NoLease:
     def __enter__(self):
         return self
 
-    def _write(self) -> bool:
-        """Write our token; False when a racing writer made the server refuse it (two inserts of the same
-        tag at once: the sqlite store answers with an integrity error), which is losing the race."""
-        try:
-            self.c.set_registered_model_tag(self.name, LOCK_TAG, f"{self.token}:{time.time() + self.ttl}")
-        except MlflowException:
-            return False
-        time.sleep(self.settle)
-        return True
-
     def __exit__(self, *exc):
         return None
 
