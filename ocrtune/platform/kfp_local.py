@@ -234,16 +234,17 @@ def report_lines(s: Mapping[str, Any]) -> list[str]:
         + ", ".join(f"{k} {v['agreement']:.4f} {'ok' if v['ok'] else 'FAILED'}" for k, v in par.items())
     )
     kinds = s.get("per_text_class") or {}
-    lines.append(
-        "test per kind of text (fine-tuned / base): "
-        + ", ".join(f"{k} {v['model']:.2f}/{v['base']:.2f} (n={v['samples']})" for k, v in kinds.items())
-    )
-    behind = s.get("behind_base") or []
-    lines.append(
-        f"behind the base model in: {', '.join(behind)}"
-        if behind
-        else "ahead of or level with the base model in every kind of text"
-    )
+    if kinds:
+        lines.append(
+            "test per kind of text (fine-tuned / base): "
+            + ", ".join(f"{k} {v['model']:.2f}/{v['base']:.2f} (n={v['samples']})" for k, v in kinds.items())
+        )
+        behind = s.get("behind_base") or []
+        lines.append(
+            f"behind the base model in: {', '.join(behind)}"
+            if behind
+            else "ahead of or level with the base model in every kind of text"
+        )
     lines.append("(test = typefaces held out of training; scores read by plain easyocr.Reader)")
     return lines
 

@@ -56,4 +56,14 @@ def test_report_lines_show_the_scores_beside_the_base():
     assert lines[:2] == ["MLflow UI: http://127.0.0.1:5000", "registered: models:/m/3"]
     test = next(ln for ln in lines if ln.startswith("test "))
     assert test.split()[1:4] == ["0.5000", "0.2000", "0.8000"] and test.split()[-1] == "+0.2500"
-    assert "test 0.9800 FAILED" in lines[-2]
+    parity = next(ln for ln in lines if ln.startswith("Reader parity"))
+    assert "test 0.9800 FAILED" in parity
+    assert not any("kind of text" in ln for ln in lines)  # no per-kind figures, no claim about them
+    summary["per_text_class"] = {
+        "lower": {"samples": 9, "model": 0.6, "base": 0.5},
+        "UPPER": {"samples": 3, "model": 0.3, "base": 0.4},
+    }
+    summary["behind_base"] = ["UPPER"]
+    lines = kfp_local.report_lines(summary)
+    assert "test per kind of text (fine-tuned / base): lower 0.60/0.50 (n=9), UPPER 0.30/0.40 (n=3)" in lines
+    assert "behind the base model in: UPPER" in lines
