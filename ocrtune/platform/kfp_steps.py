@@ -187,7 +187,7 @@ def generate_data(
     root = Path(dataset_path)
     card = read_json(root / "card.json")
     if real_data:
-        info = mix_real(root, fetch_real(real_data, ctx.run_dir), real_ratio, seed)
+        info = {**mix_real(root, fetch_real(real_data, ctx.run_dir), real_ratio, seed), "source": real_data}
         meta = {**(card.get("generation") or {}), "real_data": info}
         card = write_card(root, load_charset(charset), charset, meta, cfg.data.coverage_min)
     write_text(card_path, kfp_views.card_html(card, root / card.get("montage", "montage.png")))

@@ -10,6 +10,7 @@ from support.kfp_chain import compiled, dataset, executor, interface
 
 from ocrtune.data.gt_layout import read_gt, read_samples
 from ocrtune.platform import kfp_steps
+from ocrtune.release.frozen_benchmark import load_benchmark
 
 
 def test_spec(tmp_path):
@@ -71,3 +72,18 @@ def test_same_inputs_same_dataset_and_real_crops_are_mixed_in(tmp_path_factory, 
         read_samples(tmp_path / "d" / "train")[r][0] == "real" for r, _ in rows if r.startswith("real/")
     )
     assert Path(tmp_path / "c.html").read_text().count(info["sha256"][:12]) >= 1
+
+
+def test_real_crops_from_an_object_storage_prefix(stack_env, store, monkeypatch, tmp_path):
+    """``real_data=s3://bucket/prefix``: what a scheduled retrain points at; the crops present at that
+    moment are fetched, mixed in, and their hash recorded (a new upload changes the dataset)."""
+    for k, v in stack_env.items():
+        monkeypatch.setenv(k, v)
+    real = make_benchmark(tmp_path / "real")
+    store.publish_tree(real, "real/batch-1")
+    args = dict(profile="tiny-en", words="", fonts="", train_count=40, val_count=10, test_count=10, img_h=64)
+    args.update(charset="english_g2", seed=0, real_data=f"s3://{store.bucket}/real/batch-1", real_ratio=0.2)
+    kfp_steps.generate_data(**args, dataset_path=str(tmp_path / "d"), card_path=str(tmp_path / "c.html"))
+    info = json.loads((tmp_path / "d" / "card.json").read_text())["generation"]["real_data"]
+    assert info["images"] == 10 and info["source"] == f"s3://{store.bucket}/real/batch-1"
+    assert info["sha256"] == load_benchmark(real).sha256  # the hash of the crops, wherever they came from
