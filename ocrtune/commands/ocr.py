@@ -55,11 +55,14 @@ def _resolve_model_dir(spec: str, tmp: str) -> str:
 
 def _open(spec: str, detector: bool, tmp: str):
     from ocrtune.release.easyocr_reader import open_reader
+    from ocrtune.release.export import check_export
 
     if spec in ("english_g2", "korean_g2"):
         return _stock_reader(spec, detector)
     try:
-        return open_reader(_resolve_model_dir(spec, tmp), detector=detector)
+        model_dir = _resolve_model_dir(spec, tmp)
+        check_export(model_dir)  # a mismatched export: one line naming both sides, not Reader's traceback
+        return open_reader(model_dir, detector=detector)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
 

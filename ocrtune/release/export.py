@@ -119,6 +119,16 @@ def check_export(model_dir: str | Path) -> dict[str, Any]:
         )
     num_class = int(weights["module.Prediction.weight"].shape[0])
     check_charset(num_class, cfg["character_list"], str(d / f"{name}.yaml"))
-    net = module.Model(num_class=num_class, **cfg["network_params"])
-    net.load_state_dict({k[7:]: v for k, v in weights.items()}, strict=True)
+    try:
+        net = module.Model(num_class=num_class, **cfg["network_params"])
+    except TypeError as exc:
+        raise UserError(
+            f"{d / (name + '.py')}: Model does not take (input_channel, output_channel, hidden_size, "
+            f"num_class), which EasyOCR passes ({exc})"
+        ) from None
+    try:
+        net.load_state_dict({k[7:]: v for k, v in weights.items()}, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise UserError(f"{d / (name + '.pth')}: does not fit the Model of {name}.py ({first})") from None
     return {"name": name, "num_class": num_class, "imgH": cfg["imgH"], "lang_list": cfg["lang_list"]}

@@ -172,3 +172,25 @@ def test_ocr_with_craft_detector_reads_a_page(english_export, tmp_path):
     strings = [json.loads(line)["string"] for line in r.stdout.strip().splitlines()]
     assert strings == ["Hello", "garden"]
     assert list(tmp.glob("ocrtune-reader-*")) == []  # the directory Reader loaded both weights from is gone
+
+
+def test_ocr_on_a_broken_export_is_one_line(english_export, bench, tmp_path):
+    """A character_list that does not match the weights, or a NAME.py whose Model lacks EasyOCR's signature:
+    `ocrtune ocr` says which, naming both class counts, exit 2 (it was Reader's traceback, exit 1)."""
+    import shutil
+
+    image = str(bench / "images/image_000000.png")
+    d = tmp_path / "m"
+    shutil.copytree(english_export, d)
+    cfg = yaml.safe_load((d / "custom.yaml").read_text("utf-8"))
+    cfg["character_list"] = cfg["character_list"][:-5]
+    (d / "custom.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    r = run_cli("ocr", image, "--model", str(d))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "92" in r.stderr and "97 classes" in r.stderr
+    shutil.copy(english_export / "custom.yaml", d / "custom.yaml")
+    (d / "custom.py").write_text(
+        "import torch\n\nclass Model(torch.nn.Module):\n    def __init__(self, num_class):\n        super().__init__()\n"
+    )
+    r = run_cli("ocr", image, "--model", str(d))
+    assert r.returncode == 2 and "Model does not take (input_channel, output_channel" in r.stderr, r.stderr
