@@ -255,16 +255,12 @@ def local_run_options(func):
 
 def run_locally(profile: str, params: tuple[str, ...], runs_dir: str) -> None:
     from ocrtune.config import load_config
-    from ocrtune.platform.kfp_local import run_local
+    from ocrtune.platform import kfp_client
+    from ocrtune.platform.kfp_local import declared, run_local
 
     load_config(profile)  # an unknown profile: one line, before anything starts
-    values = {}
-    for pair in params:
-        name, sep, raw = pair.partition("=")
-        if not sep or not name.strip():
-            raise UserError(f"--param {pair!r}: expected NAME=VALUE")
-        values[name.strip()] = raw
-    run_local(profile, values, runs_dir, echo=click.echo)
+    # the same K=V parsing and type checks as submit/schedule, against the pipeline's declared parameters
+    run_local(profile, kfp_client.parse_params(params, declared()), runs_dir, echo=click.echo)
 
 
 @pipeline.command("run")

@@ -61,7 +61,6 @@ from ocrtune.release.frozen_benchmark import (
 from ocrtune.release.registry import log_artifacts
 from ocrtune.training.loop import build
 from ocrtune.training.tracking import plot_history
-from ocrtune.training.validation import score
 
 LOG_DIR_ENV = "OCRTUNE_STEP_LOG_DIR"
 PROGRESS_ENV = "OCRTUNE_PROGRESS_FILE"
@@ -202,7 +201,10 @@ def build_lmdb(*, dataset_path: str, lmdb_path: str) -> dict[str, Any]:
     ctx = context(RunConfig(), {"data": dataset_path, "lmdb": lmdb_path})
     execute(step("lmdb").command(ctx), log_path("build_lmdb", lmdb_path))
     card = read_json(ctx.path(CARD_FILE))
-    counts = {s: len(LmdbReader(Path(lmdb_path) / s)) for s in ("train", "val", "test")}
+    counts = {}
+    for split in ("train", "val", "test"):
+        with LmdbReader(Path(lmdb_path) / split) as reader:
+            counts[split] = len(reader)
     progress("build_lmdb", started, ", ".join(f"{s} {n}" for s, n in counts.items()) + " records")
     return {"dataset_sha256": card["content_sha256"], "counts": counts}
 
@@ -313,18 +315,9 @@ def export(*, profile: str, charset: str, checkpoint_path: str, model_path: str)
 
 
 # ---- evaluate ------------------------------------------------------------------------------------------
-def figures(labels: list[str], preds: list[str]) -> dict[str, float]:
-    s = score(labels, preds)
-    return {"word_acc": s["accuracy"], "cer": s["cer"], "norm_ed": s["norm_ED"]}
-
-
 def per_font(labels: list[str], preds: list[str], fonts: list[str | None]) -> dict[str, float]:
-    totals: dict[str, list[int]] = {}
-    for gt, pred, font in zip(labels, preds, fonts, strict=True):
-        t = totals.setdefault(font or "-", [0, 0])
-        t[0] += gt == pred
-        t[1] += 1
-    return {f: c / n for f, (c, n) in sorted(totals.items())}
+    rows = [error_report.Reading(g, p, f) for g, p, f in zip(labels, preds, fonts, strict=True)]
+    return {f: v["word_acc"] for f, v in error_report.grouped(rows, lambda r: r.font or "-").items()}
 
 
 def score_split(model_dir: Path, lmdb_dir: Path) -> tuple[dict[str, Any], Benchmark, list[str], list[str]]:
@@ -335,8 +328,8 @@ def score_split(model_dir: Path, lmdb_dir: Path) -> tuple[dict[str, Any], Benchm
     ours = [t for t, _ in ocrtune_predictions(model_dir, bench, quantize=True)]
     theirs = [t for t, _ in reader_predictions(model_dir, bench)]
     result = {
-        "ocrtune": figures(labels, ours),
-        "easyocr": figures(labels, theirs),
+        "ocrtune": error_report.word_figures(labels, ours),
+        "easyocr": error_report.word_figures(labels, theirs),
         "parity": parity_of(bench, ours, theirs),
         "per_font": per_font(labels, theirs, [bench.font(i) for i in range(len(labels))]),
     }
@@ -373,7 +366,7 @@ def base_scores(cfg: RunConfig, lmdb_dir: Path, work: Path) -> tuple[dict[str, A
         bench = load_benchmark(lmdb_dir / split)
         labels = [label for _, label in bench.samples]
         preds = [t for t, _ in reader_predictions(base_dir, bench)]
-        out[split] = figures(labels, preds)
+        out[split] = error_report.word_figures(labels, preds)
         if split == "test":
             out["per_font"] = per_font(labels, preds, [bench.font(i) for i in range(len(labels))])
     return out, preds

@@ -134,9 +134,14 @@ def length_bucket(word: str) -> str:
     return str(lo) if lo == hi else (f"{lo}+" if hi >= 10**6 else f"{lo}-{hi}")
 
 
+def word_figures(labels: Sequence[str], preds: Sequence[str]) -> dict[str, float]:
+    """word_acc, cer and norm_ed of readings, as training's validation scores them."""
+    s = score(labels, preds)
+    return {"word_acc": s["accuracy"], "cer": s["cer"], "norm_ed": s["norm_ED"]}
+
+
 def figures(rows: Sequence[Reading]) -> dict[str, Any]:
-    s = score([r.gt for r in rows], [r.pred for r in rows])
-    return {"samples": len(rows), "word_acc": s["accuracy"], "cer": s["cer"], "norm_ed": s["norm_ED"]}
+    return {"samples": len(rows), **word_figures([r.gt for r in rows], [r.pred for r in rows])}
 
 
 def grouped(readings: Sequence[Reading], key: Callable[[Reading], str]) -> dict[str, dict[str, Any]]:
